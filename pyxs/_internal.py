@@ -1,0 +1,172 @@
+"""The pure XenStore protocol layer: operations, packets and framing.
+
+Nothing here does I/O. Bytes go in, :class:`Packet` objects come out (and the
+other way round), so every corner of the wire format can be tested in isolation.
+"""
+
+import struct
+from collections import namedtuple
+from typing import List, Optional, Union
+
+from .exceptions import InvalidOperation, InvalidPayload, UnexpectedPacket
+
+__all__ = ["NUL", "Op", "Packet", "Event", "PacketDecoder", "HEADER",
+           "PAYLOAD_MAX", "op_name", "decode_header"]
+
+#: The field separator of XenStore payloads.
+NUL = b"\x00"
+
+#: Largest payload either side may send (``XENSTORE_PAYLOAD_MAX``).
+PAYLOAD_MAX = 4096
+
+#: ``type, req_id, tx_id, len`` as four host-order uint32.
+HEADER = struct.Struct("=IIII")
+
+_OP_NAMES = (
+    "DEBUG", "DIRECTORY", "READ", "GET_PERMS", "WATCH", "UNWATCH",
+    "TRANSACTION_START", "TRANSACTION_END", "INTRODUCE", "RELEASE",
+    "GET_DOMAIN_PATH", "WRITE", "MKDIR", "RM", "SET_PERMS", "WATCH_EVENT",
+    "ERROR", "IS_DOMAIN_INTRODUCED", "RESUME", "SET_TARGET", "RESTRICT",
+    "RESET_WATCHES", "DIRECTORY_PART", "GET_FEATURE", "SET_FEATURE",
+    "GET_QUOTA", "SET_QUOTA", "CONTROL",
+)
+_OP_VALUES = tuple(range(20)) + (128,) + tuple(range(21, 27)) + (0,)
+
+
+class _Operations(namedtuple("Operation", _OP_NAMES)):
+    """Operation numbers by name; ``n in Op`` tells whether ``n`` is known.
+
+    ``CONTROL`` is the current name of op 0, ``DEBUG`` its older alias.
+    ``RESTRICT`` keeps the value 128 pyxs 0.4 gave it; no daemon serves it.
+    """
+
+    __slots__ = ()
+
+    def name_of(self, op: int) -> str:
+        """Returns the protocol name of ``op``, or ``OP<n>`` if unknown."""
+        if op == 0:
+            return "CONTROL"
+        try:
+            return self._fields[self.index(op)]
+        except ValueError:
+            return "OP%d" % op
+
+
+#: The XenStore operations (see ``xs_wire.h``).
+Op = _Operations(*_OP_VALUES)
+
+_KNOWN_OPS = frozenset(Op)
+
+
+def op_name(op: int) -> str:
+    """Returns the name of an operation number, for messages."""
+    return Op.name_of(op)
+
+
+#: A watch notification: the path that changed and the watch's token.
+Event = namedtuple("Event", "path token")
+
+_Header = namedtuple("_Header", "op rq_id tx_id size")
+
+
+class Packet(namedtuple("_Packet", "op rq_id tx_id size payload")):
+    """A message to or from XenStore.
+
+    :param op: an item of :data:`Op`.
+    :param payload: the message body, at most 4096 bytes.
+    :param rq_id: request id; XenStore echoes it back in the reply.
+    :param tx_id: transaction id, 0 outside transactions.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, op: int, payload: Union[bytes, str], rq_id: int,
+                tx_id: Optional[int] = None) -> "Packet":
+        if isinstance(payload, str):
+            payload = payload.encode("utf-8")
+        if op not in _KNOWN_OPS:
+            raise InvalidOperation(op)
+        if len(payload) > PAYLOAD_MAX:
+            raise InvalidPayload(payload, op=op)
+        return tuple.__new__(cls, (op, rq_id or 0, tx_id or 0,
+                                   len(payload), payload))
+
+    def __bytes__(self) -> bytes:
+        return HEADER.pack(self.op, self.rq_id, self.tx_id,
+                           self.size) + self.payload
+
+    def __repr__(self) -> str:
+        shown = self.payload if self.size <= 64 else \
+            self.payload[:64] + b"..."
+        return "Packet(%s, %r, rq_id=%d, tx_id=%d)" % (
+            op_name(self.op), shown, self.rq_id, self.tx_id)
+
+    def fields(self) -> List[bytes]:
+        """Splits a NUL-separated payload, dropping the final terminator."""
+        payload = self.payload
+        if payload.endswith(NUL):
+            payload = payload[:-1]
+        return payload.split(NUL) if payload else []
+
+
+def encode(op: int, rq_id: int, tx_id: int, payload: bytes) -> bytes:
+    """Frames an already validated payload; the fast path of sending."""
+    return HEADER.pack(op, rq_id, tx_id, len(payload)) + payload
+
+
+def decode_header(data: bytes) -> "_Header":
+    """Parses a 16-byte header, refusing lengths over the protocol limit."""
+    header = _Header(*HEADER.unpack(data))
+    if header.size > PAYLOAD_MAX:
+        raise UnexpectedPacket("packet header claims %d payload bytes, more "
+                               "than the %d allowed" % (header.size,
+                                                        PAYLOAD_MAX))
+    return header
+
+
+class PacketDecoder:
+    """Turns a stream of bytes into packets; input may arrive in any pieces.
+
+    >>> d = PacketDecoder()
+    >>> d.feed(bytes(Packet(Op.READ, b"x", rq_id=1))[:5])
+    []
+    """
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    @property
+    def pending(self) -> int:
+        """Number of buffered bytes that do not yet form a whole packet."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> List[Packet]:
+        """Adds ``data`` and returns every packet now complete, in order.
+
+        Raises :class:`UnexpectedPacket` for a header claiming more than
+        4096 payload bytes; the stream is then unusable.
+        """
+        buffer = self._buffer
+        buffer += data
+        packets = []
+        offset, end = 0, len(buffer)
+        size_of = HEADER.size
+        unpack_from = HEADER.unpack_from
+        make = Packet._make
+        while end - offset >= size_of:
+            op, rq_id, tx_id, size = unpack_from(buffer, offset)
+            if size > PAYLOAD_MAX:
+                raise UnexpectedPacket(
+                    "packet header claims %d payload bytes, more than the "
+                    "%d allowed" % (size, PAYLOAD_MAX))
+            stop = offset + size_of + size
+            if stop > end:
+                break
+            packets.append(make((op, rq_id, tx_id, size,
+                                 bytes(buffer[offset + size_of:stop]))))
+            offset = stop
+        if offset:
+            del buffer[:offset]
+        return packets

@@ -1,0 +1,175 @@
+"""Exceptions raised by pyxs.
+
+Every error is a :class:`PyXSError`. As in pyxs 0.4, an error reported by the
+daemon has ``args == (errno, strerror)``; pyxs also records the operation and
+the path involved so that the message says what failed.
+"""
+
+import builtins
+import errno as _errno
+import os
+from typing import Any, Optional
+
+__all__ = ["PyXSError", "InvalidOperation", "InvalidPayload", "InvalidPath",
+           "InvalidPermission", "InvalidToken", "ConnectionError",
+           "UnexpectedPacket", "TimeoutError"]
+
+_SHOWN = 60  # at most this many characters of user data in a message
+
+
+def shorten(data: Any) -> str:
+    """Renders user data for a message, cut to a readable length."""
+    text = repr(data)
+    if len(text) > _SHOWN:
+        return "%s... (%d bytes)" % (text[:_SHOWN], len(data)) \
+            if isinstance(data, (bytes, str)) else text[:_SHOWN] + "..."
+    return text
+
+
+def _context(op: Optional[str], path: Any) -> str:
+    parts = [op] if op else []
+    if path is not None:
+        parts.append(shorten(path))
+    return " ".join(parts)
+
+
+class PyXSError(Exception):
+    """Base class for all pyxs exceptions.
+
+    For daemon errors ``args`` is ``(errno, strerror)``; ``errno`` is the name
+    string itself (``"EQUOTA"``) when the daemon sends a name this system does
+    not know. ``op`` and ``path`` tell which request failed, when known.
+    """
+
+    op: Optional[str] = None
+    path: Any = None
+
+    @property
+    def errno(self) -> Any:
+        """The error number (or unknown error name), if any."""
+        return self.args[0] if len(self.args) == 2 else None
+
+    @property
+    def strerror(self) -> Optional[str]:
+        """The error text, if any."""
+        return self.args[1] if len(self.args) == 2 else None
+
+    def with_context(self, op: Optional[str], path: Any = None) -> "PyXSError":
+        """Records the failed operation and path; returns ``self``."""
+        self.op, self.path = op, path
+        return self
+
+    def __str__(self) -> str:
+        context = _context(self.op, self.path)
+        if len(self.args) == 2 and isinstance(self.args[1], str):
+            number, text = self.args
+            head = "[Errno %s] %s" % (number, text) \
+                if isinstance(number, int) else text
+            return "%s: %s" % (head, context) if context else head
+        base = super().__str__()
+        return "%s (%s)" % (base, context) if context else base
+
+
+class _InvalidValue(PyXSError):
+    """A value refused before anything is sent; ``args == (value,)``."""
+
+    what = "value"
+
+    def __init__(self, value: Any, reason: str = "", op: Any = None,
+                 path: Any = None) -> None:
+        super().__init__(value)
+        self.reason = reason
+        if op is not None:
+            from ._internal import op_name
+            self.op = op if isinstance(op, str) else op_name(op)
+        self.path = path
+
+    def __str__(self) -> str:
+        text = "invalid %s %s" % (self.what, shorten(self.args[0]))
+        if self.reason:
+            text += ": " + self.reason
+        if self.op:
+            text += " (%s)" % self.op
+        return text
+
+
+class InvalidOperation(_InvalidValue):
+    """Raised when a packet is given an operation not listed in ``Op``."""
+
+    what = "operation"
+
+
+class InvalidPayload(_InvalidValue):
+    """Raised for a payload over 4096 bytes, or a field holding a NUL."""
+
+    what = "payload"
+
+    def __str__(self) -> str:
+        value = self.args[0]
+        size = len(value) if isinstance(value, (bytes, str)) else None
+        text = "invalid payload"
+        if size is not None:
+            text += " of %d bytes" % size
+        text += ": " + (self.reason or "exceeds the 4096-byte limit")
+        context = _context(self.op, self.path)
+        return "%s (%s)" % (text, context) if context else text
+
+
+class InvalidPath(_InvalidValue):
+    """Raised for a path XenStore would refuse.
+
+    A path is at most 3072 bytes (absolute) or 2048 (relative), consists of
+    ASCII letters, digits and ``-/_@``, contains no ``//``, and has no
+    trailing ``/`` except the root itself.
+    """
+
+    what = "path"
+
+
+class InvalidPermission(_InvalidValue):
+    """Raised for a permission not of the form ``<r|w|b|n><domid>``::
+
+        w<domid>        write only
+        r<domid>        read only
+        b<domid>        both read and write
+        n<domid>        no access
+    """
+
+    what = "permission"
+
+
+class InvalidToken(InvalidPayload):
+    """Raised for a watch token that is empty or holds a NUL byte."""
+
+    what = "token"
+
+    def __str__(self) -> str:
+        return _InvalidValue.__str__(self)
+
+
+class ConnectionError(PyXSError):
+    """Raised when the connection cannot be opened, or dies."""
+
+
+class UnexpectedPacket(PyXSError):
+    """Raised when the daemon sends something the protocol does not allow."""
+
+
+class TimeoutError(PyXSError, builtins.TimeoutError):
+    """Raised when a reply does not arrive within the client's timeout."""
+
+    def __init__(self, *args: Any) -> None:
+        PyXSError.__init__(self, *args)
+
+
+def error_for(name_or_number: Any) -> PyXSError:
+    """Builds the :class:`PyXSError` for an errno or a XenStore error name."""
+    if isinstance(name_or_number, bytes):
+        name_or_number = name_or_number.decode("ascii", "replace")
+    if isinstance(name_or_number, str):
+        number = getattr(_errno, name_or_number, None)
+        if not isinstance(number, int):
+            return PyXSError(name_or_number,
+                             "XenStore error %s" % name_or_number)
+        name_or_number = number
+    return PyXSError(name_or_number, os.strerror(name_or_number))
