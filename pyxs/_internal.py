@@ -4,6 +4,7 @@ Nothing here does I/O. Bytes go in, :class:`Packet` objects come out (and the
 other way round), so every corner of the wire format can be tested in isolation.
 """
 
+import itertools
 import struct
 from collections import namedtuple
 from typing import List, Optional, Union
@@ -11,7 +12,7 @@ from typing import List, Optional, Union
 from .exceptions import InvalidOperation, InvalidPayload, UnexpectedPacket
 
 __all__ = ["NUL", "Op", "Packet", "Event", "PacketDecoder", "HEADER",
-           "PAYLOAD_MAX", "op_name", "decode_header"]
+           "PAYLOAD_MAX", "op_name", "decode_header", "encode", "next_rq_id"]
 
 #: The field separator of XenStore payloads.
 NUL = b"\x00"
@@ -80,7 +81,7 @@ class Packet(namedtuple("_Packet", "op rq_id tx_id size payload")):
 
     __slots__ = ()
 
-    def __new__(cls, op: int, payload: Union[bytes, str], rq_id: int,
+    def __new__(cls, op: int, payload: Union[bytes, str], rq_id: int = 0,
                 tx_id: Optional[int] = None) -> "Packet":
         if isinstance(payload, str):
             payload = payload.encode("utf-8")
@@ -107,6 +108,14 @@ class Packet(namedtuple("_Packet", "op rq_id tx_id size payload")):
         if payload.endswith(NUL):
             payload = payload[:-1]
         return payload.split(NUL) if payload else []
+
+
+_rq_ids = itertools.count(1)
+
+
+def next_rq_id() -> int:
+    """A fresh request id (pyxs 0.4 API; the router assigns its own)."""
+    return next(_rq_ids) % 2 ** 32 or next(_rq_ids) % 2 ** 32
 
 
 def encode(op: int, rq_id: int, tx_id: int, payload: bytes) -> bytes:

@@ -70,8 +70,11 @@ class PyXSError(Exception):
         return "%s (%s)" % (base, context) if context else base
 
 
-class _InvalidValue(PyXSError):
-    """A value refused before anything is sent; ``args == (value,)``."""
+class _InvalidValue(PyXSError, ValueError):
+    """A value refused before anything is sent; ``args == (value,)``.
+
+    Also a :class:`ValueError`, as refused arguments are in Python.
+    """
 
     what = "value"
 

@@ -133,3 +133,9 @@ def validate_perms(perms: Iterable[Text]) -> List[bytes]:
     if not checked:
         raise InvalidPermission(perms, "at least one permission is needed")
     return checked
+
+
+# The names pyxs 0.4 used.
+check_path = validate_path
+check_watch_path = validate_watch_path
+check_perms = validate_perms

@@ -1,0 +1,714 @@
+"""The XenStore client API: :class:`Client` and :class:`Monitor`.
+
+A client turns method calls into requests, sends them through its
+:class:`~pyxs.router.Router` and turns the replies into Python values. Several
+clients (and their monitors) may share one router, hence one connection.
+"""
+
+import errno
+import posixpath
+import queue
+import socket
+import threading
+import warnings
+from collections import deque
+from typing import (Any, Callable, Deque, Iterable, Iterator, List, Optional,
+                    Set, Tuple, TypeVar, Union)
+
+from ._internal import NUL, PAYLOAD_MAX, Event, Op, Packet, op_name
+from .connection import UnixSocketConnection, XenBusConnection
+from .exceptions import (ConnectionError, InvalidPayload, PyXSError,
+                         TimeoutError, UnexpectedPacket)
+from .helpers import (error, force_bytes, validate_domid, validate_path,
+                      validate_perms, validate_token, validate_watch_path)
+from .router import Router, RVar
+
+__all__ = ["Client", "Monitor", "Router", "RVar"]
+
+T = TypeVar("T")
+Path = Union[bytes, str]
+
+_WALK_WINDOW = 64        # nodes whose requests a walk keeps in flight
+_LIST_PART_RETRIES = 16  # restarts of a DIRECTORY_PART listing that changed
+
+
+def _is_control_domain() -> bool:
+    try:
+        with open("/proc/xen/capabilities", "rb") as handle:
+            return handle.read().strip() == b"control_d"
+    except OSError:
+        return False
+
+
+def _decimal(number: int) -> bytes:
+    return b"%d\x00" % number
+
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn("Client.%s() is deprecated, use Client.%s()" % (old, new),
+                  DeprecationWarning, stacklevel=3)
+
+
+class Client:
+    """XenStore client.
+
+    :param unix_socket_path: the daemon's Unix socket; found as libxenstore
+        finds it (``XENSTORED_PATH``, ...) when no argument is given.
+    :param xen_bus_path: the XenBus device, for guests (and dom0 kernels
+        without a socket). Used when given without ``unix_socket_path``.
+    :param router: an existing :class:`Router` to share with other clients.
+    :param timeout: seconds to wait for each reply before raising
+        :class:`pyxs.exceptions.TimeoutError`; ``None`` waits forever.
+
+    Use the client as a context manager, or call :meth:`connect` and
+    :meth:`close`. Methods accept paths and values as ``bytes`` or ``str``
+    and return ``bytes``.
+    """
+
+    #: True when running in a Xen control domain (pyxs 0.4 API; pyxs no
+    #: longer uses it to refuse operations: the daemon decides).
+    SU = _is_control_domain()
+
+    def __init__(self, unix_socket_path: Optional[str] = None,
+                 xen_bus_path: Optional[str] = None,
+                 router: Optional[Router] = None,
+                 timeout: Optional[float] = None) -> None:
+        if router is None:
+            if unix_socket_path or not xen_bus_path:
+                connection: Any = UnixSocketConnection(unix_socket_path)
+            else:
+                connection = XenBusConnection(xen_bus_path)
+            router = Router(connection)
+        self.router = router
+        self.tx_id = 0
+        self.timeout = timeout
+        self._connected = False
+
+    def __repr__(self) -> str:
+        return "Client(%r)" % (self.router.connection,)
+
+    def __copy__(self) -> "Client":
+        return type(self)(router=self.router, timeout=self.timeout)
+
+    def __enter__(self) -> "Client":
+        self.connect()
+        return self
+
+    def __exit__(self, exc_type: Any, *exc_info: Any) -> None:
+        uncommitted = self.tx_id and exc_type is None
+        self.close()
+        if uncommitted:
+            raise PyXSError("uncommitted transaction: call commit() or "
+                            "rollback() before leaving the 'with' block")
+
+    @property
+    def router_thread(self) -> threading.Thread:
+        """The router's thread (pyxs 0.4 API)."""
+        return self.router.thread
+
+    # -- connection ---------------------------------------------------------
+
+    def connect(self) -> None:
+        """Connects to XenStore; idempotent.
+
+        :raises pyxs.exceptions.ConnectionError: if the daemon cannot be
+            reached; the message names the path tried and the reason.
+        """
+        if not self._connected:
+            self.router.acquire()
+            self._connected = True
+
+    def close(self) -> None:
+        """Finalises the client; idempotent.
+
+        The shared router (and its connection) closes with its last client.
+        A transaction still open is abandoned (the daemon discards it).
+        """
+        if self._connected:
+            self._connected = False
+            self.tx_id = 0
+            self.router.release()
+
+    # -- requests -----------------------------------------------------------
+
+    def _send(self, op: int, payload: bytes, path: Any = None) -> bytes:
+        """Sends one request, waits for its reply and returns its payload."""
+        try:
+            rvar = self.router.send(Packet(op, payload, 0, self.tx_id))
+            reply = rvar.get(self.timeout)
+        except PyXSError as exc:
+            if exc.op is None:
+                exc.with_context(op_name(op), path)
+            raise
+        return self._check_reply(op, reply, path)
+
+    def _check_reply(self, op: int, reply: Packet, path: Any) -> bytes:
+        if reply.op == Op.ERROR:
+            raise error(reply.payload.rstrip(NUL)).with_context(
+                op_name(op), path)
+        if reply.op != op:
+            raise UnexpectedPacket("%s request got a %s reply" % (
+                op_name(op), op_name(reply.op))).with_context(None, path)
+        if reply.tx_id != self.tx_id and op != Op.TRANSACTION_START and \
+                reply.rq_id:
+            raise UnexpectedPacket("%s reply carries transaction %d instead "
+                                   "of %d" % (op_name(op), reply.tx_id,
+                                              self.tx_id))
+        return reply.payload
+
+    def _ack(self, op: int, payload: bytes, path: Any = None) -> None:
+        self._send(op, payload, path)
+
+    def execute_command(self, op: int, *args: Union[bytes, str],
+                        **kwargs: Any) -> bytes:
+        """Sends a raw request: ``args`` are concatenated as they are.
+
+        Returns the reply payload without its trailing NULs; raises
+        :class:`~pyxs.exceptions.PyXSError` for an error reply. This is the
+        escape hatch for operations without a dedicated method.
+        """
+        payload = b"".join(force_bytes(arg, "argument") for arg in args)
+        if kwargs.get("nul_terminated") and not payload.endswith(NUL):
+            payload += NUL
+        return self._send(op, payload).rstrip(NUL)
+
+    def ack(self, *args: Any) -> None:
+        """Like :meth:`execute_command`, but the reply must be ``OK``."""
+        payload = self.execute_command(*args)
+        if payload != b"OK":
+            raise UnexpectedPacket("expected OK, got %r" % payload[:40])
+
+    # -- nodes --------------------------------------------------------------
+
+    def read(self, path: Path, default: Optional[bytes] = None) -> bytes:
+        """Returns the value at ``path``.
+
+        :param default: returned instead of raising when ``path`` does not
+            exist.
+        """
+        path = validate_path(path)
+        try:
+            return self._send(Op.READ, path + NUL, path)
+        except PyXSError as exc:
+            if default is not None and exc.args[0] == errno.ENOENT:
+                return default
+            raise
+
+    def __getitem__(self, path: Path) -> bytes:
+        return self.read(path)
+
+    def write(self, path: Path, value: Union[bytes, str]) -> None:
+        """Writes ``value`` at ``path``, creating missing parents."""
+        path = validate_path(path)
+        value = force_bytes(value, "value")
+        payload = path + NUL + value
+        if len(payload) > PAYLOAD_MAX:
+            raise InvalidPayload(value, "path and value exceed the %d-byte "
+                                 "payload limit" % PAYLOAD_MAX,
+                                 op="WRITE", path=path)
+        self._ack(Op.WRITE, payload, path)
+
+    def __setitem__(self, path: Path, value: Union[bytes, str]) -> None:
+        self.write(path, value)
+
+    def mkdir(self, path: Path) -> None:
+        """Creates ``path`` and missing parents; existing values are kept."""
+        path = validate_path(path)
+        self._ack(Op.MKDIR, path + NUL, path)
+
+    def delete(self, path: Path) -> None:
+        """Removes ``path`` and everything below it.
+
+        A missing ``path`` is fine; a missing parent is an error (ENOENT).
+        """
+        path = validate_path(path)
+        self._ack(Op.RM, path + NUL, path)
+
+    def __delitem__(self, path: Path) -> None:
+        self.delete(path)
+
+    def list(self, path: Path) -> List[bytes]:
+        """Returns the names of the children of ``path``.
+
+        Listings too long for one reply are fetched in parts
+        (DIRECTORY_PART), consistently: the parts come from one version of
+        the node.
+        """
+        path = validate_path(path)
+        try:
+            payload = self._send(Op.DIRECTORY, path + NUL, path)
+        except PyXSError as exc:
+            if exc.args[0] != errno.E2BIG:
+                raise
+            return self._list_parts(path, exc)
+        return _split_names(payload)
+
+    def _list_parts(self, path: bytes, too_big: PyXSError) -> List[bytes]:
+        for _ in range(_LIST_PART_RETRIES):
+            names: List[bytes] = []
+            generation = None
+            offset = 0
+            while True:
+                try:
+                    reply = self._send(Op.DIRECTORY_PART, path + NUL +
+                                       _decimal(offset), path)
+                except PyXSError as exc:
+                    if exc.args[0] in (errno.ENOSYS, errno.EINVAL) and \
+                            generation is None:
+                        raise too_big from exc  # daemon too old for parts
+                    raise
+                fields = reply.split(NUL)
+                if generation is None:
+                    generation = fields[0]
+                elif fields[0] != generation:
+                    break  # the node changed between parts: start over
+                chunk = fields[1:]
+                finished = len(chunk) >= 2 and chunk[-1] == b"" and \
+                    chunk[-2] == b""
+                chunk = [name for name in chunk if name]
+                names.extend(chunk)
+                offset += sum(len(name) + 1 for name in chunk)
+                if finished or not chunk:
+                    return names
+        raise error(errno.EAGAIN).with_context("DIRECTORY_PART", path)
+
+    def exists(self, path: Path) -> bool:
+        """True if ``path`` exists."""
+        try:
+            self.list(path)
+        except PyXSError as exc:
+            if exc.args[0] == errno.ENOENT:
+                return False
+            raise
+        return True
+
+    def get_perms(self, path: Path) -> List[bytes]:
+        """Returns the permissions of ``path``, e.g. ``[b"n0", b"r5"]``."""
+        path = validate_path(path)
+        return _split_names(self._send(Op.GET_PERMS, path + NUL, path))
+
+    def set_perms(self, path: Path, perms: Iterable[Path]) -> None:
+        """Sets the permissions of ``path``; the first entry is the owner.
+
+        See :exc:`~pyxs.exceptions.InvalidPermission` for the format.
+        """
+        path = validate_path(path)
+        checked = validate_perms(perms)
+        payload = path + NUL + b"".join(perm + NUL for perm in checked)
+        if len(payload) > PAYLOAD_MAX:
+            raise InvalidPayload(payload, "too many permissions",
+                                 op="SET_PERMS", path=path)
+        self._ack(Op.SET_PERMS, payload, path)
+
+    def walk(self, top: Path, topdown: bool = True
+             ) -> Iterator[Tuple[bytes, bytes, List[bytes]]]:
+        """Walks the tree at ``top``, yielding ``(path, value, children)``.
+
+        Ordering follows :func:`os.walk`: with ``topdown`` a node comes
+        before its children, and removing names from ``children`` prunes
+        the walk. Reads and listings of many nodes are in flight at once.
+        Nodes that vanish during the walk are skipped; an unreadable value
+        is reported as ``b""``.
+        """
+        top = validate_path(top)
+        return self._walk(top, self._request_node(top), topdown)
+
+    def _request_node(self, path: bytes) -> Tuple[Optional[RVar], RVar]:
+        router, tx_id = self.router, self.tx_id
+        listing = router.send(Packet(Op.DIRECTORY, path + NUL, 0, tx_id))
+        try:
+            value: Optional[RVar] = router.send(
+                Packet(Op.READ, path + NUL, 0, tx_id))
+        except InvalidPayload:
+            value = None
+        return value, listing
+
+    def _node(self, path: bytes, requests: Tuple[Optional[RVar], RVar]
+              ) -> Optional[Tuple[bytes, List[bytes]]]:
+        value_rvar, listing_rvar = requests
+        try:
+            reply = listing_rvar.get(self.timeout)
+            try:
+                children = _split_names(
+                    self._check_reply(Op.DIRECTORY, reply, path))
+            except PyXSError as exc:
+                if exc.args[0] != errno.E2BIG:
+                    raise
+                children = self._list_parts(path, exc)
+        except PyXSError as exc:
+            if exc.args[0] == errno.ENOENT:
+                return None  # removed while we walked
+            raise
+        value = b""
+        if value_rvar is not None:
+            try:
+                value = self._check_reply(
+                    Op.READ, value_rvar.get(self.timeout), path)
+            except PyXSError as exc:
+                if exc.args[0] not in (errno.ENOENT, errno.EACCES):
+                    raise
+        return value, children
+
+    def _walk(self, path: bytes, requests: Any, topdown: bool
+              ) -> Iterator[Tuple[bytes, bytes, List[bytes]]]:
+        node = self._node(path, requests)
+        if node is None:
+            return
+        value, children = node
+        ahead: Deque[Tuple[bytes, Any]] = deque()
+        names = iter(list(children))
+
+        def top_up() -> None:
+            # Keep a window of the next children's requests in flight.
+            while len(ahead) < _WALK_WINDOW:
+                name = next(names, None)
+                if name is None:
+                    return
+                ahead.append((name, self._request_node(_join(path, name))))
+
+        top_up()
+        if topdown:
+            yield path, value, children
+        wanted = set(children) if topdown else None
+        while ahead:
+            name, child_requests = ahead.popleft()
+            top_up()
+            if wanted is None or name in wanted:
+                yield from self._walk(_join(path, name), child_requests,
+                                      topdown)
+        if not topdown:
+            yield path, value, children
+
+    # -- domains ------------------------------------------------------------
+
+    def get_domain_path(self, domid: int) -> bytes:
+        """Returns the home path of a domain, ``/local/domain/<domid>``."""
+        domid = validate_domid(domid)
+        return self._send(Op.GET_DOMAIN_PATH, _decimal(domid)).rstrip(NUL)
+
+    def is_domain_introduced(self, domid: int) -> bool:
+        """True if xenstored talks to ``domid`` (introduced, not released)."""
+        domid = validate_domid(domid)
+        reply = self._send(Op.IS_DOMAIN_INTRODUCED, _decimal(domid))
+        return reply.rstrip(NUL) == b"T"
+
+    def introduce_domain(self, domid: int, mfn: int, eventchn: int) -> None:
+        """Tells xenstored to talk to a new domain (needs privilege)."""
+        payload = b"".join(_decimal(validate_domid(value, name)) for
+                           value, name in ((domid, "domid"), (mfn, "mfn"),
+                                           (eventchn, "eventchn")))
+        self._ack(Op.INTRODUCE, payload)
+
+    def release_domain(self, domid: int) -> None:
+        """Tells xenstored to forget a domain (needs privilege)."""
+        self._ack(Op.RELEASE, _decimal(validate_domid(domid)))
+
+    def resume_domain(self, domid: int) -> None:
+        """Clears a domain's shutdown flag in xenstored."""
+        self._ack(Op.RESUME, _decimal(validate_domid(domid)))
+
+    def set_target(self, domid: int, target: int) -> None:
+        """Lets ``domid`` act on ``target``'s nodes (e.g. a stub domain)."""
+        self._ack(Op.SET_TARGET, _decimal(validate_domid(domid)) +
+                  _decimal(validate_domid(target, "target")))
+
+    # -- transactions -------------------------------------------------------
+
+    def transaction(self) -> int:
+        """Starts a transaction; every call of this client then joins it.
+
+        :returns: the transaction id.
+        :raises pyxs.exceptions.PyXSError: with ``errno.EALREADY`` if this
+            client is already in a transaction.
+        """
+        if self.tx_id:
+            raise error(errno.EALREADY).with_context("TRANSACTION_START")
+        reply = self._send(Op.TRANSACTION_START, NUL)
+        self.tx_id = int(reply.rstrip(NUL))
+        return self.tx_id
+
+    def _end(self, commit: bool) -> bool:
+        if not self.tx_id:
+            raise PyXSError(errno.EINVAL, "no transaction in progress") \
+                .with_context("TRANSACTION_END")
+        try:
+            self._ack(Op.TRANSACTION_END, b"T\x00" if commit else b"F\x00")
+        except PyXSError as exc:
+            if commit and exc.args[0] == errno.EAGAIN:
+                return False
+            raise
+        finally:
+            self.tx_id = 0
+        return True
+
+    def commit(self) -> bool:
+        """Commits the transaction.
+
+        :returns: False if a conflicting change made the commit fail; the
+            transaction is over either way and must be redone in full
+            (:meth:`run_transaction` does that for you).
+        """
+        return self._end(True)
+
+    def rollback(self) -> None:
+        """Abandons the transaction."""
+        self._end(False)
+
+    def run_transaction(self, func: Callable[["Client"], T],
+                        **kwargs: Any) -> T:
+        """Runs ``func(tx_client)`` in a transaction, retried on conflict.
+
+        See :func:`pyxs.recipes.run_transaction` for the arguments.
+        """
+        from .recipes import run_transaction
+        return run_transaction(self, func, **kwargs)
+
+    # -- watches and control ------------------------------------------------
+
+    def monitor(self) -> "Monitor":
+        """Returns a :class:`Monitor` sharing this client's connection."""
+        return Monitor(self)
+
+    def control(self, *args: Union[bytes, str]) -> bytes:
+        """Sends a CONTROL (formerly DEBUG) command; returns the reply."""
+        if not args:
+            raise TypeError("control() needs a command")
+        fields = [force_bytes(arg, "argument") for arg in args]
+        if any(NUL in field for field in fields):
+            raise InvalidPayload(fields[0], "arguments must not contain NUL",
+                                 op="CONTROL")
+        return self._send(Op.CONTROL, b"".join(f + NUL for f in fields))
+
+    def reset_watches(self) -> None:
+        """Drops every watch and transaction of this connection."""
+        self._ack(Op.RESET_WATCHES, NUL)
+        self.tx_id = 0
+
+    # -- pyxs 0.3 names -----------------------------------------------------
+
+    def ls(self, path: Path) -> List[bytes]:
+        """Deprecated alias of :meth:`list`."""
+        _deprecated("ls", "list")
+        return self.list(path)
+
+    def rm(self, path: Path) -> None:
+        """Deprecated alias of :meth:`delete`."""
+        _deprecated("rm", "delete")
+        self.delete(path)
+
+    def get_permissions(self, path: Path) -> List[bytes]:
+        """Deprecated alias of :meth:`get_perms`."""
+        _deprecated("get_permissions", "get_perms")
+        return self.get_perms(path)
+
+    def set_permissions(self, path: Path, perms: Iterable[Path]) -> None:
+        """Deprecated alias of :meth:`set_perms`."""
+        _deprecated("set_permissions", "set_perms")
+        self.set_perms(path, perms)
+
+    def transaction_start(self) -> int:
+        """Deprecated alias of :meth:`transaction`."""
+        _deprecated("transaction_start", "transaction")
+        return self.transaction()
+
+    def transaction_end(self, commit: bool = True) -> bool:
+        """Deprecated: :meth:`commit` or :meth:`rollback`."""
+        _deprecated("transaction_end", "commit() or Client.rollback")
+        return self._end(commit)
+
+
+class _Lost:
+    """Queued for a monitor when the connection dies."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: PyXSError) -> None:
+        self.error = error
+
+
+class Monitor:
+    """Watches XenStore paths and delivers their events.
+
+    ::
+
+        with Client() as c, c.monitor() as m:
+            m.watch(b"/vm/1/state", b"state")
+            for path, token in m.wait(timeout=30):
+                ...
+
+    The monitor shares its client's router. Events arrive in
+    :attr:`events` (a queue) as :class:`~pyxs._internal.Event` tuples; the
+    queue is unbounded, so an undrained monitor never blocks other users of
+    the connection. :meth:`fileno` makes the monitor usable with
+    ``select``. Used as a context manager, the monitor keeps the
+    connection open and removes all its watches on exit.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self.client = client.__copy__()
+        self._parent = client
+        self.events: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        self.unwatch_queue: Set[Tuple[bytes, bytes]] = set()
+        self._lock = threading.Lock()
+        self._signal: Optional[Tuple[socket.socket, socket.socket]] = None
+
+    def __enter__(self) -> "Monitor":
+        self.client.connect()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        try:
+            if self.client.router.is_connected:
+                self.close()
+        finally:
+            self.client.close()
+            self._close_signal()
+
+    def __repr__(self) -> str:
+        return "Monitor(%r, watched=%d)" % (self.client,
+                                            len(self.unwatch_queue))
+
+    @property
+    def watched(self) -> Set[bytes]:
+        """The paths this monitor watches."""
+        return {wpath for wpath, _ in self.unwatch_queue}
+
+    def close(self) -> None:
+        """Removes every watch of this monitor."""
+        for wpath, token in list(self.unwatch_queue):
+            self.unwatch(wpath, token)
+
+    def watch(self, wpath: Path, token: Union[bytes, str]) -> None:
+        """Adds a watch on ``wpath`` (or ``@introduceDomain`` /
+        ``@releaseDomain``).
+
+        Any change at or below ``wpath`` (creation, removal, new value,
+        new permissions) produces an event ``(path, token)``; one event
+        also fires right away. Changes inside a transaction fire on commit.
+        """
+        wpath = validate_watch_path(wpath)
+        token = validate_token(token)
+        router = self.client.router
+        router.subscribe(token, self)
+        try:
+            self.client._ack(Op.WATCH, wpath + NUL + token + NUL, wpath)
+        except BaseException:
+            if not any(t == token for _, t in self.unwatch_queue):
+                router.unsubscribe(token, self)
+            raise
+        self.unwatch_queue.add((wpath, token))
+
+    def unwatch(self, wpath: Path, token: Union[bytes, str]) -> None:
+        """Removes a watch added by :meth:`watch`.
+
+        Events already queued stay in :attr:`events`.
+        """
+        wpath = validate_watch_path(wpath)
+        token = validate_token(token)
+        self.client._ack(Op.UNWATCH, wpath + NUL + token + NUL, wpath)
+        self.unwatch_queue.discard((wpath, token))
+        if not any(t == token for _, t in self.unwatch_queue):
+            self.client.router.unsubscribe(token, self)
+
+    # -- delivery (called by the router thread) -----------------------------
+
+    def deliver(self, event: Event) -> None:
+        """Queues an event; called by the router."""
+        self.events.put(event)
+        self._notify()
+
+    def _connection_lost(self, failure: PyXSError) -> None:
+        self.events.put(_Lost(failure))
+        self._notify()
+
+    def _notify(self) -> None:
+        pair = self._signal
+        if pair is not None:
+            try:
+                pair[1].send(b"e")
+            except OSError:
+                pass
+
+    def fileno(self) -> int:
+        """A descriptor that is readable while events are queued.
+
+        For ``select``/``selectors``, like libxenstore's ``xs_fileno``.
+        """
+        with self._lock:
+            if self._signal is None:
+                reader, writer = socket.socketpair()
+                reader.setblocking(False)
+                writer.setblocking(False)
+                # Bytes already owed for events queued before this call.
+                for _ in range(self.events.qsize()):
+                    writer.send(b"e")
+                self._signal = (reader, writer)
+            return self._signal[0].fileno()
+
+    def _close_signal(self) -> None:
+        pair, self._signal = self._signal, None
+        if pair is not None:
+            for end in pair:
+                end.close()
+
+    def _take(self, timeout: Optional[float]) -> Any:
+        try:
+            item = self.events.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError("no watch event within %g s" % timeout) \
+                from None
+        pair = self._signal
+        if pair is not None:
+            try:
+                pair[0].recv(1)
+            except OSError:
+                pass
+        if isinstance(item, _Lost):
+            self.events.put(item)  # every later wait() fails the same way
+            self._notify()
+            raise ConnectionError(*item.error.args)
+        return item
+
+    def _is_watched(self, event: Event) -> bool:
+        path, token = event
+        while path:
+            if (path, token) in self.unwatch_queue:
+                return True
+            parent = posixpath.dirname(path)
+            if parent == path:
+                break
+            path = parent
+        return False
+
+    def get(self, timeout: Optional[float] = None,
+            unwatched: bool = False) -> Event:
+        """Returns the next event, waiting up to ``timeout`` seconds.
+
+        :raises pyxs.exceptions.TimeoutError: if none arrives in time.
+        :raises pyxs.exceptions.ConnectionError: if the connection died.
+        """
+        while True:
+            event = self._take(timeout)
+            if unwatched or self._is_watched(event):
+                return event
+
+    def wait(self, unwatched: bool = False,
+             timeout: Optional[float] = None) -> Iterator[Event]:
+        """Yields events for the watched paths, forever.
+
+        :param unwatched: also yield events for watches already removed.
+        :param timeout: raise :class:`pyxs.exceptions.TimeoutError` when no
+            event arrives for this many seconds.
+        """
+        while True:
+            yield self.get(timeout, unwatched)
+
+
+def _split_names(payload: bytes) -> List[bytes]:
+    payload = payload.rstrip(NUL)
+    return payload.split(NUL) if payload else []
+
+
+def _join(parent: bytes, name: bytes) -> bytes:
+    return parent + name if parent.endswith(b"/") else parent + b"/" + name
+

@@ -1,0 +1,211 @@
+"""Connections move whole XenStore packets over a Unix socket or XenBus.
+
+A connection knows nothing of requests or replies: it opens a file
+descriptor, writes bytes completely and hands back the packets it reads.
+"""
+
+import errno
+import os
+import socket
+import stat
+from collections import deque
+from typing import Deque, List, Optional
+
+from ._internal import Packet, PacketDecoder
+from .exceptions import ConnectionError
+
+__all__ = ["FileDescriptorConnection", "UnixSocketConnection",
+           "XenBusConnection", "default_socket_path", "default_xenbus_path"]
+
+_READ_SIZE = 65536
+_XENBUS_WRITE_MAX = 4096  # the xenbus device refuses longer writes (E2BIG)
+
+
+def default_socket_path() -> str:
+    """Where the daemon's socket is, found as libxenstore finds it."""
+    path = os.environ.get("XENSTORED_PATH")
+    if path:
+        return path
+    rundir = os.environ.get("XENSTORED_RUNDIR")
+    if rundir:
+        return os.path.join(rundir, "socket")
+    return "/var/run/xenstored/socket"
+
+
+def default_xenbus_path() -> str:
+    """The XenBus device: ``/dev/xen/xenbus``, else the old ``/proc`` one."""
+    for path in ("/dev/xen/xenbus", "/proc/xen/xenbus"):
+        if os.path.exists(path):
+            return path
+    return "/dev/xen/xenbus"
+
+
+class FileDescriptorConnection:
+    """Common logic of connections backed by one file descriptor."""
+
+    path: str
+    fd: Optional[int] = None
+
+    def __init__(self) -> None:
+        self._decoder = PacketDecoder()
+        self._unread: Deque[Packet] = deque()  # read by recv(), not returned
+
+    @property
+    def is_connected(self) -> bool:
+        """True while the descriptor is open."""
+        return self.fd is not None
+
+    def fileno(self) -> int:
+        """The descriptor, for ``select``; raises if not connected."""
+        if self.fd is None:
+            raise ConnectionError("not connected to %s" % self.path)
+        return self.fd
+
+    def connect(self) -> None:
+        """Opens the connection; does nothing if it is open."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Closes the connection; safe to call more than once."""
+        fd, self.fd = self.fd, None
+        self._decoder = PacketDecoder()
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def _write(self, data: memoryview) -> int:
+        return os.write(self.fileno(), data)
+
+    def _read(self) -> bytes:
+        return os.read(self.fileno(), _READ_SIZE)
+
+    def send_bytes(self, data: bytes) -> None:
+        """Writes ``data`` completely, however many writes it takes."""
+        view = memoryview(data)
+        try:
+            while view:
+                written = self._write(view)
+                view = view[written:]
+        except OSError as exc:
+            raise ConnectionError("writing to %s failed: %s"
+                                  % (self.path, exc.strerror)) from exc
+
+    def send(self, packet: Packet) -> None:
+        """Writes one packet."""
+        self.send_bytes(bytes(packet))
+
+    def recv_packets(self) -> List[Packet]:
+        """Reads once (blocking) and returns the packets now complete.
+
+        The list may be empty when only part of a packet arrived. Raises
+        :class:`ConnectionError` when the peer closed the connection.
+        """
+        try:
+            data = self._read()
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                return []
+            raise ConnectionError("reading from %s failed: %s"
+                                  % (self.path, exc.strerror)) from exc
+        if not data:
+            pending = self._decoder.pending
+            raise ConnectionError(
+                "%s closed the connection%s" % (
+                    self.path, " in the middle of a packet (%d bytes "
+                    "received)" % pending if pending else ""))
+        return self._decoder.feed(data)
+
+    def recv(self) -> Packet:
+        """Reads until one whole packet has arrived and returns it."""
+        while not self._unread:
+            self._unread.extend(self.recv_packets())
+        return self._unread.popleft()
+
+    def __repr__(self) -> str:
+        return "%s(%r)" % (type(self).__name__, self.path)
+
+
+class UnixSocketConnection(FileDescriptorConnection):
+    """XenStore connection through the daemon's Unix domain socket.
+
+    :param path: the socket; found from ``XENSTORED_PATH``,
+        ``XENSTORED_RUNDIR`` or the default ``/var/run/xenstored/socket``
+        when not given.
+    """
+
+    def __init__(self, path: Optional[str] = None) -> None:
+        super().__init__()
+        self.path = path or default_socket_path()
+        self._socket: Optional[socket.socket] = None
+
+    def connect(self) -> None:
+        if self.fd is not None:
+            return
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(self.path)
+        except OSError as exc:
+            sock.close()
+            hint = ""
+            if exc.errno in (errno.ENOENT, errno.ECONNREFUSED):
+                hint = " (is xenstored running? XENSTORED_PATH selects " \
+                       "another socket)"
+            raise ConnectionError("cannot connect to XenStore at %s: %s%s"
+                                  % (self.path, exc.strerror or exc, hint)) \
+                from exc
+        self._socket = sock
+        self.fd = sock.fileno()
+
+    def close(self) -> None:
+        sock, self._socket = self._socket, None
+        self.fd = None
+        self._decoder = PacketDecoder()
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def _write(self, data: memoryview) -> int:
+        return self._socket.send(data)
+
+    def _read(self) -> bytes:
+        return self._socket.recv(_READ_SIZE)
+
+    def fileno(self) -> int:
+        if self._socket is None:
+            raise ConnectionError("not connected to %s" % self.path)
+        return self.fd
+
+
+class XenBusConnection(FileDescriptorConnection):
+    """XenStore connection through the XenBus device of a Xen guest or dom0.
+
+    :param path: the device; ``/dev/xen/xenbus`` (or ``/proc/xen/xenbus`` on
+        old kernels) when not given. Any character device or pseudo-terminal
+        that relays the protocol works too.
+    """
+
+    def __init__(self, path: Optional[str] = None) -> None:
+        super().__init__()
+        self.path = path or default_xenbus_path()
+
+    def connect(self) -> None:
+        if self.fd is not None:
+            return
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise ConnectionError("cannot open XenBus device %s: %s"
+                                  % (self.path, exc.strerror)) from exc
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ConnectionError("cannot open XenBus device %s: it is a "
+                                  "directory" % self.path)
+        self.fd = fd
+
+    def _write(self, data: memoryview) -> int:
+        return os.write(self.fileno(), data[:_XENBUS_WRITE_MAX])
