@@ -31,3 +31,5 @@ echo "== docs"
 .venv/bin/sphinx-build -q -W -b html docs docs/_build/html
 echo "== tests"
 .venv/bin/python -m pytest -n 2 -p no:cacheprovider tests "$@"
+echo "== benchmarks (quick: proves the script works, judges no number)"
+.venv/bin/python benchmarks/run.py --quick --out "${TMPDIR:-/tmp}/pyxs-bench"

@@ -1,0 +1,204 @@
+"""Benchmarks pyxs against pyxs 0.4.1 and libxenstore on a real xenstored.
+
+Each workload runs in a child process on a fresh C xenstored started by
+pyxs.testing; implementations alternate round by round so that machine
+noise hits both alike. pyxs 0.4.1 is installed from PyPI into a throwaway
+virtualenv (never a dependency of ours). Results: a table on stdout, a JSON
+file and, when matplotlib is importable, a PNG of throughput against thread
+count.
+
+    python benchmarks/run.py            # full run (a few minutes)
+    python benchmarks/run.py --quick    # proves it works (CI)
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import venv
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+from pyxs.testing import XenStoreDaemon, find_xen  # noqa: E402
+
+# workload: (size in a full run, size in a quick run, unit)
+WORKLOADS = {
+    "seq_read": (4000, 200, "reads/s"),
+    "seq_write": (4000, 200, "writes/s"),
+    "threaded_read": (8000, 400, "reads/s, 8 threads"),
+    "transaction": (2000, 100, "transactions/s"),
+    "watch_events": (4000, 200, "events/s"),
+    "walk": (5000, 300, "nodes/s"),
+    "big_list": (2000, 2000, "lists/s of 2000 children"),
+    "idle": (1, 1, "CPU s per s idle"),
+}
+TARGETS = {"seq_read": 1.5, "seq_write": 1.5, "threaded_read": 3.0,
+           "transaction": 1.5, "watch_events": 2.0, "walk": 5.0}
+FLOOR_WORKLOADS = ("seq_read", "walk")
+THREAD_COUNTS = (1, 2, 4, 8, 16)
+
+
+def upstream_python(cache):
+    """A virtualenv holding pyxs 0.4.1 from PyPI; returns its python."""
+    home = os.path.join(cache, "pyxs-0.4.1-venv")
+    python = os.path.join(home, "bin", "python")
+    if not os.path.exists(os.path.join(home, ".ready")):
+        venv.create(home, with_pip=True, clear=True)
+        subprocess.run([python, "-m", "pip", "install", "-q",
+                        "--disable-pip-version-check", "pyxs==0.4.1"],
+                       check=True)
+        open(os.path.join(home, ".ready"), "w").close()
+    return python
+
+
+def run_once(python, impl, workload, size, threads=8, pythonpath=None):
+    """Runs one workload on a fresh daemon; returns its JSON result."""
+    env = dict(os.environ)
+    env.update(find_xen().environ())
+    env.pop("PYTHONPATH", None)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    with XenStoreDaemon("xenstored") as daemon:
+        output = subprocess.run(
+            [python, os.path.join(HERE, "workloads.py"), impl,
+             daemon.socket_path, workload, str(size), str(threads)],
+            env=env, check=True, capture_output=True, text=True,
+            timeout=600).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def rate(result):
+    if result["operations"] == 0:
+        return result["cpu_seconds"] / result["seconds"]
+    return result["operations"] / result["seconds"]
+
+
+def summarise(rates):
+    return {"median": statistics.median(rates), "min": min(rates),
+            "max": max(rates), "runs": len(rates)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes, one round: proves it works")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--out", default=os.path.join(HERE, "results"))
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="run only these workloads")
+    args = parser.parse_args(argv)
+    rounds = 1 if args.quick else args.rounds
+    os.makedirs(args.out, exist_ok=True)
+    cache = os.environ.get("PYXS_CACHE_DIR") or os.path.join(
+        os.path.expanduser("~/.cache"), "pyxs")
+    os.makedirs(cache, exist_ok=True)
+    ours = ("pyxs", sys.executable, ROOT)
+    theirs = ("pyxs-0.4.1", upstream_python(cache), None)
+    names = args.only or list(WORKLOADS)
+    results = {}
+    print("%-14s %12s %12s %12s %8s" % ("workload", "pyxs", "pyxs-0.4.1",
+                                         "libxenstore", "ratio"))
+    for name in names:
+        full, quick, unit = WORKLOADS[name]
+        size = quick if args.quick else full
+        rates = {ours[0]: [], theirs[0]: [], "libxenstore": []}
+        for round_number in range(rounds):
+            order = (ours, theirs) if round_number % 2 == 0 else \
+                (theirs, ours)
+            for label, python, path in order:
+                try:
+                    result = run_once(python, "pyxs", name, size,
+                                      pythonpath=path)
+                except subprocess.CalledProcessError as exc:
+                    detail = (exc.stderr or "").strip().splitlines()
+                    print("%s failed on %s: %s" % (label, name,
+                          detail[-1] if detail else exc), file=sys.stderr)
+                    continue
+                rates[label].append(rate(result))
+            if name in FLOOR_WORKLOADS:
+                result = run_once(sys.executable, "libxenstore", name, size)
+                rates["libxenstore"].append(rate(result))
+        results[name] = {"unit": unit, "size": size, **{
+            label: summarise(values) for label, values in rates.items()
+            if values}}
+        print_row(name, results[name])
+    scaling = {} if args.quick else thread_scaling(ours, theirs, rounds)
+    report = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
+              "machine": "%s, %s, %d cores, Python %s" % (
+                  platform.node(), platform.machine(), os.cpu_count(),
+                  platform.python_version()),
+              "quick": args.quick, "rounds": rounds, "results": results,
+              "thread_scaling": scaling}
+    path = os.path.join(args.out, "benchmark.json")
+    with open(path, "w") as handle:
+        json.dump(report, handle, indent=2)
+    print("wrote", path)
+    if scaling:
+        plot(scaling, os.path.join(args.out, "threads.png"))
+    return 0
+
+
+def print_row(name, row):
+    ours = row.get("pyxs", {}).get("median")
+    theirs = row.get("pyxs-0.4.1", {}).get("median")
+    floor = row.get("libxenstore", {}).get("median")
+    ratio = ""
+    if ours and theirs:
+        ratio = "%.2fx" % (theirs / ours if name == "idle" else ours / theirs)
+    target = TARGETS.get(name)
+    floor_text = _fmt(floor) if name in FLOOR_WORKLOADS else "-"
+    print("%-14s %12s %12s %12s %8s %s  (%s)" % (
+        name, _fmt(ours), _fmt(theirs), floor_text, ratio,
+        ">= %.1fx" % target if target else "", row["unit"]))
+
+
+def _fmt(value):
+    if value is None:
+        return "fails"
+    return "%.0f" % value if value >= 10 else "%.3f" % value
+
+
+def thread_scaling(ours, theirs, rounds):
+    curve = {}
+    for label, python, path in (ours, theirs):
+        curve[label] = {}
+        for threads in THREAD_COUNTS:
+            rates = [rate(run_once(python, "pyxs", "threaded_read",
+                                   500 * threads, threads, path))
+                     for _ in range(max(1, rounds // 2))]
+            curve[label][threads] = statistics.median(rates)
+    return curve
+
+
+def plot(scaling, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plot", file=sys.stderr)
+        return
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for label, curve in scaling.items():
+        counts = sorted(curve)
+        axes.plot(counts, [curve[n] for n in counts], marker="o",
+                  label=label)
+    axes.set_xlabel("threads sharing one client")
+    axes.set_ylabel("reads per second")
+    axes.set_xscale("log", base=2)
+    axes.legend()
+    axes.grid(True, alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    print("wrote", path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""Benchmark workloads, run in a child process for one implementation.
+
+Usage: ``python workloads.py IMPL SOCKET WORKLOAD SIZE [THREADS]`` where
+IMPL is ``pyxs`` (whichever pyxs is importable: ours or 0.4.1 from a
+throwaway venv) or ``libxenstore`` (Xen's C library through ctypes, the
+floor). Prints one JSON object: operations, seconds, CPU seconds.
+"""
+
+import ctypes
+import json
+import os
+import sys
+import threading
+import time
+
+PREFIX = b"/bench"
+
+
+class LibXenstore:
+    """The few libxenstore calls the workloads need, through ctypes."""
+
+    def __init__(self, socket_path):
+        os.environ["XENSTORED_PATH"] = socket_path
+        self.lib = ctypes.CDLL("libxenstore.so.4")
+        self.libc = ctypes.CDLL(None)
+        self.lib.xs_open.restype = ctypes.c_void_p
+        self.lib.xs_read.restype = ctypes.c_void_p
+        self.lib.xs_read.argtypes = [ctypes.c_void_p, ctypes.c_uint32,
+                                     ctypes.c_char_p,
+                                     ctypes.POINTER(ctypes.c_uint)]
+        self.lib.xs_write.argtypes = [ctypes.c_void_p, ctypes.c_uint32,
+                                      ctypes.c_char_p, ctypes.c_char_p,
+                                      ctypes.c_uint]
+        self.lib.xs_directory.restype = ctypes.POINTER(ctypes.c_char_p)
+        self.lib.xs_directory.argtypes = [ctypes.c_void_p, ctypes.c_uint32,
+                                          ctypes.c_char_p,
+                                          ctypes.POINTER(ctypes.c_uint)]
+        self.libc.free.argtypes = [ctypes.c_void_p]
+        self.handle = self.lib.xs_open(0)
+        if not self.handle:
+            raise OSError("xs_open failed")
+
+    def read(self, path):
+        length = ctypes.c_uint()
+        pointer = self.lib.xs_read(self.handle, 0, path,
+                                   ctypes.byref(length))
+        if not pointer:
+            raise OSError(ctypes.get_errno(), "xs_read")
+        value = ctypes.string_at(pointer, length.value)
+        self.libc.free(pointer)
+        return value
+
+    def write(self, path, value):
+        if not self.lib.xs_write(self.handle, 0, path, value, len(value)):
+            raise OSError("xs_write")
+
+    def list(self, path):
+        count = ctypes.c_uint()
+        names = self.lib.xs_directory(self.handle, 0, path,
+                                      ctypes.byref(count))
+        if not names:
+            raise OSError("xs_directory")
+        result = [names[i] for i in range(count.value)]
+        self.libc.free(ctypes.cast(names, ctypes.c_void_p))
+        return result
+
+    def walk(self, top):
+        """Sequential walk, as a C tool (xenstore-ls) does it."""
+        stack = [top]
+        while stack:
+            path = stack.pop()
+            value = self.read(path)
+            children = self.list(path)
+            yield path, value, children
+            stack.extend(path + b"/" + name for name in reversed(children))
+
+
+def timed(func):
+    start_wall, start_cpu = time.perf_counter(), time.process_time()
+    operations = func()
+    return {"operations": operations,
+            "seconds": time.perf_counter() - start_wall,
+            "cpu_seconds": time.process_time() - start_cpu}
+
+
+def seq_read(client, size, threads):
+    client.write(PREFIX + b"/r", b"value")
+
+    def run():
+        for _ in range(size):
+            client.read(PREFIX + b"/r")
+        return size
+    return timed(run)
+
+
+def seq_write(client, size, threads):
+    def run():
+        for i in range(size):
+            client.write(PREFIX + b"/w%d" % (i % 64), b"value")
+        return size
+    return timed(run)
+
+
+def threaded_read(client, size, threads):
+    client.write(PREFIX + b"/t", b"value")
+    per_thread = size // threads
+    barrier = threading.Barrier(threads + 1)
+
+    def worker():
+        barrier.wait()
+        for _ in range(per_thread):
+            client.read(PREFIX + b"/t")
+
+    workers = [threading.Thread(target=worker) for _ in range(threads)]
+    for worker_thread in workers:
+        worker_thread.start()
+
+    def run():
+        barrier.wait()
+        for worker_thread in workers:
+            worker_thread.join()
+        return per_thread * threads
+    return timed(run)
+
+
+def populate_tree(client, size):
+    """size nodes: 10 domains, each with devices and keys below them."""
+    made = 0
+    domain = 0
+    while made < size:
+        for device in range(10):
+            for key in range(9):
+                if made >= size:
+                    return
+                client.write(PREFIX + b"/tree/d%d/dev%d/k%d"
+                             % (domain, device, key), b"v%d" % made)
+                made += 1
+        domain += 1
+
+
+def walk(client, size, threads):
+    populate_tree(client, size)
+
+    def run():
+        return sum(1 for _ in client.walk(PREFIX + b"/tree"))
+    return timed(run)
+
+
+def transaction(client, size, threads):
+    def run():
+        for i in range(size):
+            client.transaction()
+            client.write(PREFIX + b"/tx%d" % (i % 16), b"value")
+            client.commit()
+        return size
+    return timed(run)
+
+
+def watch_events(client, size, threads):
+    """Events delivered to a monitor for ``size`` writes of distinct keys."""
+    client.mkdir(PREFIX + b"/ev")
+    monitor = client.monitor()
+    monitor.watch(PREFIX + b"/ev", b"tok")
+    events = monitor.wait()
+    next(events)  # the initial event
+    writer_client = type(client)(router=client.router)
+
+    def writer():
+        for i in range(size):
+            writer_client.write(PREFIX + b"/ev/k%d" % i, b"x")
+
+    def run():
+        thread = threading.Thread(target=writer)
+        thread.start()
+        seen = set()
+        while len(seen) < size:
+            path, _ = next(events)
+            seen.add(path)
+        thread.join()
+        return size
+    return timed(run)
+
+
+def big_list(client, size, threads):
+    for i in range(size):
+        client.write(PREFIX + b"/big/child-with-a-longish-name-%05d" % i,
+                     b"x")
+
+    def run():
+        names = client.list(PREFIX + b"/big")
+        assert len(names) == size, len(names)
+        return 1
+    return timed(run)
+
+
+def idle(client, size, threads):
+    """CPU used by a connected client and a waiting monitor in 1 s."""
+    monitor = client.monitor()
+    monitor.watch(PREFIX + b"/idle", b"idle")
+    waiter = threading.Thread(target=lambda: next(monitor.wait()),
+                              daemon=True)
+    waiter.start()
+    start_cpu = time.process_time()
+    time.sleep(1.0)  # measuring idleness is the point here
+    return {"operations": 0, "seconds": 1.0,
+            "cpu_seconds": time.process_time() - start_cpu}
+
+
+WORKLOADS = {f.__name__: f for f in (seq_read, seq_write, threaded_read,
+                                     walk, transaction, watch_events,
+                                     big_list, idle)}
+
+
+def main(argv):
+    impl, socket_path, name, size = argv[1], argv[2], argv[3], int(argv[4])
+    threads = int(argv[5]) if len(argv) > 5 else 8
+    if impl == "libxenstore":
+        client = LibXenstore(socket_path)
+        if name == "seq_read":
+            result = seq_read(client, size, threads)
+        elif name == "walk":
+            populate = LibXenstore(socket_path)
+            populate_tree(populate, size)
+            result = timed(lambda: sum(1 for _ in client.walk(
+                PREFIX + b"/tree")))
+        else:
+            raise SystemExit("libxenstore does not run %s" % name)
+    else:
+        import pyxs
+        client = pyxs.Client(unix_socket_path=socket_path)
+        client.connect()
+        try:
+            result = WORKLOADS[name](client, size, threads)
+        finally:
+            client.close()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main(sys.argv)
