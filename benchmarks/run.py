@@ -19,7 +19,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import venv
 
 HERE = os.path.dirname(os.path.abspath(__file__))
