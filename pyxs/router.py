@@ -17,8 +17,13 @@ from typing import Any, Dict, Optional, Set
 
 from ._internal import NUL, PAYLOAD_MAX, Event, Op, Packet, encode, op_name
 from .connection import FileDescriptorConnection
-from .exceptions import ConnectionError, InvalidPayload, PyXSError, \
-    TimeoutError, UnexpectedPacket
+from .exceptions import (
+    ConnectionError,
+    InvalidPayload,
+    PyXSError,
+    TimeoutError,
+    UnexpectedPacket,
+)
 
 __all__ = ["Router", "RVar"]
 
@@ -45,43 +50,54 @@ class RVar:
 
     Behaves like a minimal :class:`concurrent.futures.Future`: :meth:`get`
     blocks until :meth:`set` or :meth:`set_exception` was called, or the
-    timeout expires.
+    timeout expires. A bare lock, held until the value arrives, is the
+    cheapest blocking primitive Python has, and a request needs exactly one.
     """
 
-    __slots__ = ("_done", "_value", "_error", "rq_id", "router")
+    __slots__ = ("_ready", "_value", "_error", "_done", "rq_id", "router")
 
     def __init__(self) -> None:
-        self._done = threading.Event()
+        self._ready = threading.Lock()
+        self._ready.acquire()
+        self._done = False
         self._value: Any = None
         self._error: Optional[BaseException] = None
         self.rq_id: Optional[int] = None
-        self.router: Optional["Router"] = None
+        self.router: Optional[Router] = None
 
     def set(self, value: Any) -> None:
         """Stores the result and wakes every waiter."""
         self._value = value
-        self._done.set()
+        self._finish()
 
     def set_exception(self, error: BaseException) -> None:
         """Stores an error that :meth:`get` will raise."""
         self._error = error
-        self._done.set()
+        self._finish()
+
+    def _finish(self) -> None:
+        if not self._done:
+            self._done = True
+            self._ready.release()
 
     def done(self) -> bool:
         """True once a result or an error is stored."""
-        return self._done.is_set()
+        return self._done
 
     def get(self, timeout: Optional[float] = None) -> Any:
         """Waits for the result; raises the stored error, or
         :class:`pyxs.exceptions.TimeoutError` after ``timeout`` seconds."""
-        try:
-            if not self._done.wait(timeout):
-                raise TimeoutError("no reply within %g s" % timeout)
-        except BaseException:
-            # Timed out or interrupted: the reply, if it comes, is dropped.
-            if self.router is not None and not self._done.is_set():
-                self.router._abandon(self)
-            raise
+        if not self._done:
+            try:
+                if not self._ready.acquire(True, -1 if timeout is None
+                                           else max(timeout, 0)):
+                    raise TimeoutError("no reply within %g s" % timeout)
+            except BaseException:
+                # Timed out or interrupted: a late reply will be dropped.
+                if self.router is not None and not self._done:
+                    self.router._abandon(self)
+                raise
+            self._ready.release()  # let any other waiter through
         if self._error is not None:
             raise self._error
         return self._value
