@@ -130,7 +130,9 @@ class InvalidPath(_InvalidValue):
 
 
 class InvalidPermission(_InvalidValue):
-    """Raised for a permission not of the form ``<r|w|b|n><domid>``::
+    """Raised for a permission not of the form ``<r|w|b|n><domid>``.
+
+    ::
 
         w<domid>        write only
         r<domid>        read only
