@@ -1,0 +1,8 @@
+"""``python -m pyxs``: the ``pyxs`` command (see :mod:`pyxs.cli`)."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
