@@ -15,9 +15,17 @@
 from typing import Any
 
 from .client import Client, Monitor, Router, RVar
-from .exceptions import (ConnectionError, InvalidOperation, InvalidPath,
-                         InvalidPayload, InvalidPermission, InvalidToken,
-                         PyXSError, TimeoutError, UnexpectedPacket)
+from .exceptions import (
+    ConnectionError,
+    InvalidOperation,
+    InvalidPath,
+    InvalidPayload,
+    InvalidPermission,
+    InvalidToken,
+    PyXSError,
+    TimeoutError,
+    UnexpectedPacket,
+)
 from .recipes import TransactionConflict, run_transaction, wait_for
 
 __all__ = ["Client", "Monitor", "Router", "RVar", "monitor",

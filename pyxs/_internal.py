@@ -1,13 +1,13 @@
 """The pure XenStore protocol layer: operations, packets and framing.
 
-Nothing here does I/O. Bytes go in, :class:`Packet` objects come out (and the
-other way round), so every corner of the wire format can be tested in isolation.
+Nothing here does I/O. Bytes go in, :class:`Packet` objects come out (and
+the other way round), so every corner of the wire format is testable alone.
 """
 
 import itertools
 import struct
 from collections import namedtuple
-from typing import List, Optional, Union
+from typing import Iterable, List, Optional, Union
 
 from .exceptions import InvalidOperation, InvalidPayload, UnexpectedPacket
 
@@ -19,6 +19,10 @@ NUL = b"\x00"
 
 #: Largest payload either side may send (``XENSTORE_PAYLOAD_MAX``).
 PAYLOAD_MAX = 4096
+
+#: Largest payload accepted for the ops a :class:`PacketDecoder` is told
+#: may exceed :data:`PAYLOAD_MAX`.
+OVERSIZE_MAX = 1 << 24
 
 #: ``type, req_id, tx_id, len`` as four host-order uint32.
 HEADER = struct.Struct("=IIII")
@@ -141,10 +145,13 @@ class PacketDecoder:
     []
     """
 
-    __slots__ = ("_buffer",)
+    __slots__ = ("_buffer", "_oversize_ops")
 
-    def __init__(self) -> None:
+    def __init__(self, oversize_ops: Iterable[int] = ()) -> None:
         self._buffer = bytearray()
+        # Ops whose packets may carry up to OVERSIZE_MAX bytes: oxenstored
+        # answers DIRECTORY over a socket with the whole list, however long.
+        self._oversize_ops = frozenset(oversize_ops)
 
     @property
     def pending(self) -> int:
@@ -155,7 +162,8 @@ class PacketDecoder:
         """Adds ``data`` and returns every packet now complete, in order.
 
         Raises :class:`UnexpectedPacket` for a header claiming more than
-        4096 payload bytes; the stream is then unusable.
+        4096 payload bytes (:data:`OVERSIZE_MAX` for an op given as
+        ``oversize_ops``); the stream is then unusable.
         """
         buffer = self._buffer
         buffer += data
@@ -167,9 +175,12 @@ class PacketDecoder:
         while end - offset >= size_of:
             op, rq_id, tx_id, size = unpack_from(buffer, offset)
             if size > PAYLOAD_MAX:
-                raise UnexpectedPacket(
-                    "packet header claims %d payload bytes, more than the "
-                    "%d allowed" % (size, PAYLOAD_MAX))
+                limit = OVERSIZE_MAX if op in self._oversize_ops \
+                    else PAYLOAD_MAX
+                if size > limit:
+                    raise UnexpectedPacket(
+                        "packet header claims %d payload bytes, more than "
+                        "the %d allowed" % (size, limit))
             stop = offset + size_of + size
             if stop > end:
                 break

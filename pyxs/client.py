@@ -12,15 +12,39 @@ import socket
 import threading
 import warnings
 from collections import deque
-from typing import (Any, Callable, Deque, Iterable, Iterator, List, Optional,
-                    Set, Tuple, TypeVar, Union)
+from typing import (
+    Any,
+    Callable,
+    Deque,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Set,
+    Tuple,
+    TypeVar,
+    Union,
+)
 
 from ._internal import NUL, PAYLOAD_MAX, Event, Op, Packet, op_name
 from .connection import UnixSocketConnection, XenBusConnection
-from .exceptions import (ConnectionError, InvalidPayload, PyXSError,
-                         TimeoutError, UnexpectedPacket)
-from .helpers import (error, force_bytes, validate_domid, validate_path,
-                      validate_perms, validate_token, validate_watch_path)
+from .exceptions import (
+    ConnectionError,
+    InvalidOperation,
+    InvalidPayload,
+    PyXSError,
+    TimeoutError,
+    UnexpectedPacket,
+)
+from .helpers import (
+    error,
+    force_bytes,
+    validate_domid,
+    validate_path,
+    validate_perms,
+    validate_token,
+    validate_watch_path,
+)
 from .router import Router, RVar
 
 __all__ = ["Client", "Monitor", "Router", "RVar"]
@@ -134,7 +158,11 @@ class Client:
     def _send(self, op: int, payload: bytes, path: Any = None) -> bytes:
         """Sends one request, waits for its reply and returns its payload."""
         try:
-            rvar = self.router.send(Packet(op, payload, 0, self.tx_id))
+            router = self.router
+            if type(router) is Router:  # the fast path: no Packet object
+                rvar = router.submit(op, self.tx_id, payload)
+            else:  # any object with send(), e.g. a test double
+                rvar = router.send(Packet(op, payload, 0, self.tx_id))
             reply = rvar.get(self.timeout)
         except PyXSError as exc:
             if exc.op is None:
@@ -166,7 +194,12 @@ class Client:
         Returns the reply payload without its trailing NULs; raises
         :class:`~pyxs.exceptions.PyXSError` for an error reply. This is the
         escape hatch for operations without a dedicated method.
+
+        :raises pyxs.exceptions.InvalidOperation: for an ``op`` not in
+            :data:`~pyxs._internal.Op`, before anything is sent.
         """
+        if op not in Op:
+            raise InvalidOperation(op)
         payload = b"".join(force_bytes(arg, "argument") for arg in args)
         if kwargs.get("nul_terminated") and not payload.endswith(NUL):
             payload += NUL
@@ -311,7 +344,10 @@ class Client:
         is reported as ``b""``.
         """
         top = validate_path(top)
-        return self._walk(top, self._request_node(top), topdown)
+        node = self._node(top, self._request_node(top))
+        if node is None:  # unlike a vanished child, a missing top is an error
+            raise error(errno.ENOENT).with_context("DIRECTORY", top)
+        return self._walk(top, node, topdown)
 
     def _request_node(self, path: bytes) -> Tuple[Optional[RVar], RVar]:
         router, tx_id = self.router, self.tx_id
@@ -349,11 +385,8 @@ class Client:
                     raise
         return value, children
 
-    def _walk(self, path: bytes, requests: Any, topdown: bool
-              ) -> Iterator[Tuple[bytes, bytes, List[bytes]]]:
-        node = self._node(path, requests)
-        if node is None:
-            return
+    def _walk(self, path: bytes, node: Tuple[bytes, List[bytes]],
+              topdown: bool) -> Iterator[Tuple[bytes, bytes, List[bytes]]]:
         value, children = node
         ahead: Deque[Tuple[bytes, Any]] = deque()
         names = iter(list(children))
@@ -373,9 +406,12 @@ class Client:
         while ahead:
             name, child_requests = ahead.popleft()
             top_up()
-            if wanted is None or name in wanted:
-                yield from self._walk(_join(path, name), child_requests,
-                                      topdown)
+            if wanted is not None and name not in wanted:
+                continue  # pruned by the caller
+            child = _join(path, name)
+            child_node = self._node(child, child_requests)
+            if child_node is not None:  # None: removed while we walked
+                yield from self._walk(child, child_node, topdown)
         if not topdown:
             yield path, value, children
 
@@ -394,9 +430,9 @@ class Client:
 
     def introduce_domain(self, domid: int, mfn: int, eventchn: int) -> None:
         """Tells xenstored to talk to a new domain (needs privilege)."""
-        payload = b"".join(_decimal(validate_domid(value, name)) for
-                           value, name in ((domid, "domid"), (mfn, "mfn"),
-                                           (eventchn, "eventchn")))
+        mfn = validate_domid(mfn, "mfn", limit=2 ** 64)
+        payload = _decimal(validate_domid(domid)) + _decimal(mfn) + \
+            _decimal(validate_domid(eventchn, "eventchn"))
         self._ack(Op.INTRODUCE, payload)
 
     def release_domain(self, domid: int) -> None:

@@ -11,7 +11,7 @@ import stat
 from collections import deque
 from typing import Deque, List, Optional
 
-from ._internal import Packet, PacketDecoder
+from ._internal import Op, Packet, PacketDecoder
 from .exceptions import ConnectionError
 
 __all__ = ["FileDescriptorConnection", "UnixSocketConnection",
@@ -19,6 +19,9 @@ __all__ = ["FileDescriptorConnection", "UnixSocketConnection",
 
 _READ_SIZE = 65536
 _XENBUS_WRITE_MAX = 4096  # the xenbus device refuses longer writes (E2BIG)
+# oxenstored (4.17) answers DIRECTORY on a socket with the whole child list,
+# however long (and has no DIRECTORY_PART): accept such replies.
+_OVERSIZE_OPS = (Op.DIRECTORY,)
 
 
 def default_socket_path() -> str:
@@ -47,7 +50,7 @@ class FileDescriptorConnection:
     fd: Optional[int] = None
 
     def __init__(self) -> None:
-        self._decoder = PacketDecoder()
+        self._decoder = PacketDecoder(_OVERSIZE_OPS)
         self._unread: Deque[Packet] = deque()  # read by recv(), not returned
 
     @property
@@ -68,7 +71,7 @@ class FileDescriptorConnection:
     def close(self) -> None:
         """Closes the connection; safe to call more than once."""
         fd, self.fd = self.fd, None
-        self._decoder = PacketDecoder()
+        self._decoder = PacketDecoder(_OVERSIZE_OPS)
         if fd is not None:
             try:
                 os.close(fd)
@@ -161,7 +164,7 @@ class UnixSocketConnection(FileDescriptorConnection):
     def close(self) -> None:
         sock, self._socket = self._socket, None
         self.fd = None
-        self._decoder = PacketDecoder()
+        self._decoder = PacketDecoder(_OVERSIZE_OPS)
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)

@@ -17,9 +17,21 @@ __all__ = ["PyXSError", "InvalidOperation", "InvalidPayload", "InvalidPath",
 _SHOWN = 60  # at most this many characters of user data in a message
 
 
+def _as_text(data: Any) -> Any:
+    """Printable ASCII bytes as str, so messages show /a/b, not b'/a/b'."""
+    if isinstance(data, (bytes, bytearray)):
+        try:
+            text = bytes(data).decode("ascii")
+        except UnicodeDecodeError:
+            return data
+        if text.isprintable():
+            return text
+    return data
+
+
 def shorten(data: Any) -> str:
     """Renders user data for a message, cut to a readable length."""
-    text = repr(data)
+    text = repr(_as_text(data))
     if len(text) > _SHOWN:
         return "%s... (%d bytes)" % (text[:_SHOWN], len(data)) \
             if isinstance(data, (bytes, str)) else text[:_SHOWN] + "..."
@@ -29,7 +41,9 @@ def shorten(data: Any) -> str:
 def _context(op: Optional[str], path: Any) -> str:
     parts = [op] if op else []
     if path is not None:
-        parts.append(shorten(path))
+        shown = _as_text(path)
+        parts.append(shown if isinstance(shown, str) and
+                     len(shown) <= _SHOWN else shorten(path))
     return " ".join(parts)
 
 

@@ -7,8 +7,13 @@ here means a bad argument is refused before anything reaches the daemon.
 import re
 from typing import Any, Iterable, List, Union
 
-from .exceptions import (InvalidPath, InvalidPermission, InvalidToken,
-                         PyXSError, error_for)
+from .exceptions import (
+    InvalidPath,
+    InvalidPermission,
+    InvalidToken,
+    PyXSError,
+    error_for,
+)
 
 __all__ = ["error", "force_bytes", "validate_path", "validate_watch_path",
            "validate_perms", "validate_token", "validate_domid",
@@ -100,12 +105,13 @@ def validate_token(token: Any) -> bytes:
     return token
 
 
-def validate_domid(domid: Any, what: str = "domid") -> int:
+def validate_domid(domid: Any, what: str = "domid",
+                   limit: int = 2 ** 32) -> int:
     """Checks that ``domid`` is a domain id (a non-negative 32-bit int)."""
     if isinstance(domid, bool) or not isinstance(domid, int):
         raise TypeError("%s must be an int, not %s"
                         % (what, type(domid).__name__))
-    if not 0 <= domid < 2 ** 32:
+    if not 0 <= domid < limit:
         raise ValueError("%s %d is out of range" % (what, domid))
     return domid
 

@@ -249,8 +249,12 @@ class Router:
 
     def _abandon(self, rvar: RVar) -> None:
         with self._lock:
-            if rvar.rq_id in self._pending:
-                self._pending[rvar.rq_id] = _ABANDONED
+            entry = self._pending.get(rvar.rq_id, _ABANDONED)
+            if entry is not _ABANDONED:
+                # A WATCH/UNWATCH keeps its op: an rq_id-0 reply must still
+                # consume this slot, not go to a later request's caller.
+                self._pending[rvar.rq_id] = (None,) + entry[1:] \
+                    if entry[1] in _QUIRK_OPS else _ABANDONED
 
     def _wake(self) -> None:
         if self._wakeup_w is not None:
@@ -310,7 +314,7 @@ class Router:
             subscribers = {m for ms in self._subscribers.values() for m in ms}
             failure = self._failure or ConnectionError("connection closed")
         for entry in pending.values():
-            if entry is not _ABANDONED:
+            if entry is not _ABANDONED and entry[0] is not None:
                 entry[0].set_exception(_copy(failure))
         for monitor in subscribers:
             monitor._connection_lost(_copy(failure))
@@ -333,7 +337,7 @@ class Router:
             log.warning("dropped a %s reply for unknown request id %d",
                         op_name(op), packet.rq_id)
             return
-        if entry is _ABANDONED:
+        if entry is _ABANDONED or entry[0] is None:
             return
         rvar, sent_op, tx_id = entry
         if op != sent_op and op != Op.ERROR:

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 from ._provision import ProvisionError, XenInstall, build_stub, find_xen
 
@@ -83,6 +83,43 @@ class XenStoreDaemon:
     def environ(self) -> Dict[str, str]:
         """Variables that point libxenstore-style clients at this daemon."""
         return {"XENSTORED_PATH": self.socket_path}
+
+    def tool_path(self, name: str) -> str:
+        """Path of one of libxenstore's CLI tools, e.g. ``xenstore-read``."""
+        xen = self.xen or find_xen()
+        path = xen.tool(name)
+        if path is None:
+            raise ProvisionError("%s has no %s" % (xen, name))
+        return path
+
+    def tool_environ(self) -> Dict[str, str]:
+        """The full environment that runs a CLI tool against this daemon."""
+        env = dict(os.environ)
+        env.update((self.xen or find_xen()).environ())
+        env.update(self.environ())
+        return env
+
+    def run_tool(self, name: str, *args: Union[str, bytes],
+                 check: bool = False, timeout: float = 30.0
+                 ) -> "subprocess.CompletedProcess[bytes]":
+        """Runs a libxenstore CLI tool on this daemon and waits for it.
+
+        ``daemon.run_tool("xenstore-read", "-R", "/vm/1")`` gives a
+        :class:`subprocess.CompletedProcess` whose ``stdout`` and
+        ``stderr`` are bytes; ``check=True`` raises on a non-zero status.
+        """
+        return subprocess.run(
+            [self.tool_path(name)] + list(args), env=self.tool_environ(),
+            stdin=subprocess.DEVNULL, capture_output=True, check=check,
+            timeout=timeout)
+
+    def spawn_tool(self, name: str, *args: Union[str, bytes],
+                   **kwargs: Any) -> "subprocess.Popen[bytes]":
+        """Starts a CLI tool (e.g. ``xenstore-watch``) without waiting;
+        ``kwargs`` go to :class:`subprocess.Popen`."""
+        kwargs.setdefault("stdin", subprocess.DEVNULL)
+        return subprocess.Popen([self.tool_path(name)] + list(args),
+                                env=self.tool_environ(), **kwargs)
 
     def client(self, **kwargs: Any) -> "Any":
         """A new, not yet connected :class:`pyxs.Client` for this daemon."""
