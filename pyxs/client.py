@@ -587,6 +587,9 @@ class Monitor:
         self.unwatch_queue: Set[Tuple[bytes, bytes]] = set()
         self._lock = threading.Lock()
         self._signal: Optional[Tuple[socket.socket, socket.socket]] = None
+        attach = getattr(self.client.router, "attach", None)
+        if attach is not None:  # test doubles of the router may lack it
+            attach(self)
 
     def __enter__(self) -> "Monitor":
         self.client.connect()

@@ -121,6 +121,9 @@ class Router:
         self._pending: Dict[int, Any] = {}
         self._next_rq_id = 1
         self._subscribers: Dict[bytes, Set[Any]] = {}
+        # Every monitor on this router, watching or not, learns of its end.
+        self._monitors: "weakref.WeakSet[Any]" = weakref.WeakSet()
+        self._shut_down = False
         self._users = 0
         self._closed = False
         self._failure: Optional[PyXSError] = None
@@ -265,6 +268,16 @@ class Router:
 
     # -- subscriptions ------------------------------------------------------
 
+    def attach(self, monitor: Any) -> None:
+        """Registers a monitor to be told (``_connection_lost``) when the
+        connection ends, whether or not it watches anything."""
+        with self._lock:
+            if not self._shut_down:
+                self._monitors.add(monitor)
+                return
+            failure = self._failure or ConnectionError("connection closed")
+        monitor._connection_lost(_copy(failure))
+
     def subscribe(self, token: bytes, monitor: Any) -> None:
         """Delivers events carrying ``token`` to ``monitor.deliver``."""
         with self._lock:
@@ -311,12 +324,14 @@ class Router:
     def _shutdown(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
-            subscribers = {m for ms in self._subscribers.values() for m in ms}
+            monitors = set(self._monitors)
+            monitors.update(m for ms in self._subscribers.values() for m in ms)
             failure = self._failure or ConnectionError("connection closed")
+            self._shut_down = True
         for entry in pending.values():
             if entry is not _ABANDONED and entry[0] is not None:
                 entry[0].set_exception(_copy(failure))
-        for monitor in subscribers:
+        for monitor in monitors:
             monitor._connection_lost(_copy(failure))
         self.connection.close()
         for end in (self._wakeup_r, self._wakeup_w):

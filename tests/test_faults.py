@@ -188,3 +188,16 @@ def test_error_with_request_id_zero_goes_to_the_waiting_watch():
         assert info.value.args[0] == errno.EINVAL
         assert "WATCH" in str(info.value) and "/w" in str(info.value)
         assert c.read(b"/a") == b"value"
+
+
+def test_monitor_without_watches_learns_of_a_dead_connection():
+    with serve(honest) as fake, \
+            Client(unix_socket_path=fake.socket_path, timeout=BOUND) as c:
+        idle = c.monitor()
+        c.read(b"/a")
+        fake.connections[0].close()
+        with pytest.raises(ConnectionError):
+            idle.get(timeout=BOUND)
+        # A monitor made after the end fails at once too.
+        with pytest.raises(ConnectionError):
+            c.monitor().get(timeout=BOUND)
