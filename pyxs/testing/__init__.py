@@ -224,12 +224,17 @@ class XenStoreDaemon:
         """Stops the daemon and removes its directory if pyxs made it."""
         process, self.process = self.process, None
         if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
+            if self.kind == "embedded":
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(5)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+            else:
+                # Nothing of a throwaway Xen daemon is worth a clean exit,
+                # and oxenstored sometimes ignores SIGTERM for seconds.
                 process.kill()
-                process.wait()
+            process.wait()
         if self._own_directory and self.directory:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
