@@ -11,7 +11,7 @@ import stat
 from collections import deque
 from typing import Deque, List, Optional
 
-from ._internal import Op, Packet, PacketDecoder
+from ._internal import HEADER, PAYLOAD_MAX, Op, Packet, PacketDecoder
 from .exceptions import ConnectionError
 
 __all__ = ["FileDescriptorConnection", "UnixSocketConnection",
@@ -48,6 +48,8 @@ class FileDescriptorConnection:
 
     path: str
     fd: Optional[int] = None
+    #: Largest request payload this kind of connection can carry.
+    payload_max = PAYLOAD_MAX
 
     def __init__(self) -> None:
         self._decoder = PacketDecoder(_OVERSIZE_OPS)
@@ -191,6 +193,9 @@ class XenBusConnection(FileDescriptorConnection):
         old kernels) when not given. Any character device or pseudo-terminal
         that relays the protocol works too.
     """
+
+    #: Linux buffers a whole request, header included, in 4096 bytes.
+    payload_max = PAYLOAD_MAX - HEADER.size
 
     def __init__(self, path: Optional[str] = None) -> None:
         super().__init__()

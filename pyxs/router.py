@@ -213,8 +213,11 @@ class Router:
 
     def submit(self, op: int, tx_id: int, payload: bytes) -> RVar:
         """Sends a request built from its parts; the fast path of send()."""
-        if len(payload) > PAYLOAD_MAX:
-            raise InvalidPayload(payload, op=op)
+        limit = getattr(self.connection, "payload_max", PAYLOAD_MAX)
+        if len(payload) > limit:
+            raise InvalidPayload(payload, "exceeds the %d-byte limit of %s"
+                                 % (limit, type(self.connection).__name__),
+                                 op=op)
         rvar = RVar()
         rvar.router = self
         with self._lock:
