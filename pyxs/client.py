@@ -158,17 +158,20 @@ class Client:
     def _send(self, op: int, payload: bytes, path: Any = None) -> bytes:
         """Sends one request, waits for its reply and returns its payload."""
         try:
-            router = self.router
-            if type(router) is Router:  # the fast path: no Packet object
-                rvar = router.submit(op, self.tx_id, payload)
-            else:  # any object with send(), e.g. a test double
-                rvar = router.send(Packet(op, payload, 0, self.tx_id))
-            reply = rvar.get(self.timeout)
+            reply = self._submit(op, payload).get(self.timeout)
         except PyXSError as exc:
             if exc.op is None:
                 exc.with_context(op_name(op), path)
             raise
         return self._check_reply(op, reply, path)
+
+    def _submit(self, op: int, payload: bytes) -> RVar:
+        """Sends one request; returns the RVar its reply will fill."""
+        router = self.router
+        if type(router) is Router:  # the fast path: no Packet object
+            return router.submit(op, self.tx_id, payload)
+        # Any object with send() works too, e.g. a test double.
+        return router.send(Packet(op, payload, 0, self.tx_id))
 
     def _check_reply(self, op: int, reply: Packet, path: Any) -> bytes:
         if reply.op == Op.ERROR:
@@ -349,17 +352,11 @@ class Client:
             raise error(errno.ENOENT).with_context("DIRECTORY", top)
         return self._walk(top, node, topdown)
 
-    def _request_node(self, path: bytes) -> Tuple[Optional[RVar], RVar]:
-        router, tx_id = self.router, self.tx_id
-        listing = router.send(Packet(Op.DIRECTORY, path + NUL, 0, tx_id))
-        try:
-            value: Optional[RVar] = router.send(
-                Packet(Op.READ, path + NUL, 0, tx_id))
-        except InvalidPayload:
-            value = None
-        return value, listing
+    def _request_node(self, path: bytes) -> Tuple[RVar, RVar]:
+        return (self._submit(Op.READ, path + NUL),
+                self._submit(Op.DIRECTORY, path + NUL))
 
-    def _node(self, path: bytes, requests: Tuple[Optional[RVar], RVar]
+    def _node(self, path: bytes, requests: Tuple[RVar, RVar]
               ) -> Optional[Tuple[bytes, List[bytes]]]:
         value_rvar, listing_rvar = requests
         try:
@@ -375,14 +372,13 @@ class Client:
             if exc.args[0] == errno.ENOENT:
                 return None  # removed while we walked
             raise
-        value = b""
-        if value_rvar is not None:
-            try:
-                value = self._check_reply(
-                    Op.READ, value_rvar.get(self.timeout), path)
-            except PyXSError as exc:
-                if exc.args[0] not in (errno.ENOENT, errno.EACCES):
-                    raise
+        try:
+            value = self._check_reply(Op.READ, value_rvar.get(self.timeout),
+                                      path)
+        except PyXSError as exc:
+            if exc.args[0] not in (errno.ENOENT, errno.EACCES):
+                raise
+            value = b""
         return value, children
 
     def _walk(self, path: bytes, node: Tuple[bytes, List[bytes]],
