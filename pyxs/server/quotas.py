@@ -1,0 +1,32 @@
+"""Per-domain limits, with C xenstored 4.17's defaults.
+
+Only unprivileged domains are limited; dom0 never is.
+"""
+
+from typing import NamedTuple
+
+__all__ = ["Quotas", "DEFAULT_QUOTAS"]
+
+
+class Quotas(NamedTuple):
+    """Limits for unprivileged domains (C xenstored's ``-Q`` names)."""
+
+    #: Largest node record (header, permissions, value, child names).
+    node_size: int = 2048
+    #: Nodes a domain may own.
+    nodes: int = 1000
+    #: Watches per domain (C allows one more than this).
+    watches: int = 128
+    #: Requests in flight; never reached here, requests run one at a time.
+    outstanding: int = 20
+    #: Open transactions per domain (C allows one more than this).
+    transactions: int = 10
+    #: Nodes one transaction may touch.
+    transaction_nodes: int = 1024
+    #: Entries in one permission list.
+    perms: int = 5
+    #: Path length, not counting a leading ``/local/domain/<domid>/``.
+    path_max: int = 2048
+
+
+DEFAULT_QUOTAS = Quotas()
