@@ -6,6 +6,7 @@ Usage: ``python3 examples/ls.py [PATH] [--depth N]``; PATH defaults to
 """
 
 import argparse
+import errno
 import os
 import sys
 
@@ -38,11 +39,9 @@ def main() -> int:
     args = parser.parse_args()
     top = args.path.encode("ascii")
 
-    printed = 0
     try:
         with pyxs.Client(timeout=10) as client:
             for path, value, children in client.walk(top):
-                printed += 1
                 depth = depth_of(path, top)
                 name = path if depth == 0 else path.rsplit(b"/", 1)[1]
                 print('%s%s = "%s"' % ("  " * depth, name.decode("ascii"),
@@ -50,10 +49,10 @@ def main() -> int:
                 if args.depth is not None and depth >= args.depth:
                     children[:] = []  # prune: do not descend further
     except pyxs.PyXSError as exc:
-        print("error: %s" % exc, file=sys.stderr)
-        return 1
-    if not printed:  # walk() skips a missing top silently
-        print("error: %s does not exist" % args.path, file=sys.stderr)
+        if exc.errno == errno.ENOENT:
+            print("error: %s does not exist" % args.path, file=sys.stderr)
+        else:
+            print("error: %s" % exc, file=sys.stderr)
         return 1
     return 0
 
