@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional, Union
 
 from ._provision import ProvisionError, XenInstall, build_stub, find_xen
 
@@ -43,14 +43,23 @@ class XenStoreDaemon:
     :param directory: where the socket and logs go; a fresh temporary
         directory, removed on :meth:`stop`, when not given.
     :param args: extra command-line arguments for the daemon.
+    :param domains: domain ids that get a socket of their own, whose
+        connections act as that (unprivileged) domain; see
+        :meth:`domain_socket`. Only the embedded daemon offers this: Xen's
+        daemons talk to guests through shared memory rings.
     """
 
     def __init__(self, kind: str = "xenstored",
                  directory: Optional[str] = None,
-                 args: Optional[List[str]] = None) -> None:
+                 args: Optional[List[str]] = None,
+                 domains: Iterable[int] = ()) -> None:
         if kind not in DAEMON_KINDS:
             raise ValueError("unknown daemon kind %r; choose one of %s"
                              % (kind, ", ".join(DAEMON_KINDS)))
+        self.domains = sorted(set(domains))
+        if self.domains and kind != "embedded":
+            raise ValueError("only the embedded daemon serves connections "
+                             "as a domain; %s needs a real guest" % kind)
         self.kind = kind
         self.extra_args = list(args or [])
         self._own_directory = directory is None
@@ -79,6 +88,13 @@ class XenStoreDaemon:
     def pid(self) -> Optional[int]:
         """The daemon's process id while it runs."""
         return self.process.pid if self.process else None
+
+    def domain_socket(self, domid: int) -> str:
+        """The socket whose connections act as domain ``domid``."""
+        if domid not in self.domains:
+            raise ValueError("domain %d has no socket; pass domains=[%d]"
+                             % (domid, domid))
+        return os.path.join(self.directory or "", "domain-%d.socket" % domid)
 
     def environ(self) -> Dict[str, str]:
         """Variables that point libxenstore-style clients at this daemon."""
@@ -121,15 +137,22 @@ class XenStoreDaemon:
         return subprocess.Popen([self.tool_path(name)] + list(args),
                                 env=self.tool_environ(), **kwargs)
 
-    def client(self, **kwargs: Any) -> "Any":
-        """A new, not yet connected :class:`pyxs.Client` for this daemon."""
+    def client(self, domid: Optional[int] = None, **kwargs: Any) -> "Any":
+        """A new, not yet connected :class:`pyxs.Client` for this daemon;
+        with ``domid``, one acting as that domain (see ``domains``)."""
         from ..client import Client
-        return Client(unix_socket_path=self.socket_path, **kwargs)
+        path = self.socket_path if domid is None else \
+            self.domain_socket(domid)
+        return Client(unix_socket_path=path, **kwargs)
 
     def _command(self) -> List[str]:
         if self.kind == "embedded":
-            return [sys.executable, "-m", "pyxs.server",
-                    "--socket", self.socket_path]
+            command = [sys.executable, "-m", "pyxs.server",
+                       "--socket", self.socket_path]
+            for domid in self.domains:
+                command += ["--domain-socket", "%d=%s" % (
+                    domid, self.domain_socket(domid))]
+            return command
         self.xen = xen = find_xen()
         binary = xen.daemon(self.kind)
         if binary is None:
