@@ -81,7 +81,8 @@ class Client:
     :param xen_bus_path: the XenBus device, for guests (and dom0 kernels
         without a socket). Used when given without ``unix_socket_path``.
     :param router: an existing :class:`Router` to share with other clients.
-    :param timeout: seconds to wait for each reply before raising
+    :param timeout: seconds to wait for each reply (and for the daemon
+        to accept the connection) before raising
         :class:`pyxs.exceptions.TimeoutError`; ``None`` waits forever.
 
     Use the client as a context manager, or call :meth:`connect` and
@@ -139,7 +140,7 @@ class Client:
             reached; the message names the path tried and the reason.
         """
         if not self._connected:
-            self.router.acquire()
+            self.router.acquire(self.timeout)
             self._connected = True
 
     def close(self) -> None:

@@ -8,11 +8,12 @@ import errno
 import os
 import socket
 import stat
+import time
 from collections import deque
 from typing import Deque, List, Optional
 
 from ._internal import HEADER, PAYLOAD_MAX, Op, Packet, PacketDecoder
-from .exceptions import ConnectionError
+from .exceptions import ConnectionError, TimeoutError
 
 __all__ = ["FileDescriptorConnection", "UnixSocketConnection",
            "XenBusConnection", "default_socket_path", "default_xenbus_path"]
@@ -66,8 +67,12 @@ class FileDescriptorConnection:
             raise ConnectionError("not connected to %s" % self.path)
         return self.fd
 
-    def connect(self) -> None:
-        """Opens the connection; does nothing if it is open."""
+    def connect(self, timeout: Optional[float] = None) -> None:
+        """Opens the connection; does nothing if it is open.
+
+        :param timeout: seconds to wait for a daemon that does not accept
+            (stopped, or its backlog full); ``None`` waits forever.
+        """
         raise NotImplementedError
 
     def close(self) -> None:
@@ -132,6 +137,31 @@ class FileDescriptorConnection:
         return "%s(%r)" % (type(self).__name__, self.path)
 
 
+def _connect_within(sock: socket.socket, path: str, timeout: float) -> None:
+    """Connects a Unix socket, giving up after ``timeout`` seconds.
+
+    A Unix socket whose listener does not accept (a stopped daemon, a full
+    backlog) refuses a non-blocking connect with EAGAIN and offers nothing
+    to wait on, so retry with a growing pause until the deadline.
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    sock.setblocking(False)
+    while True:
+        try:
+            sock.connect(path)
+            break
+        except BlockingIOError:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("cannot connect to XenStore at %s: no "
+                                   "answer within %g s" % (path, timeout)) \
+                    from None
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.05)
+    sock.setblocking(True)
+
+
 class UnixSocketConnection(FileDescriptorConnection):
     """XenStore connection through the daemon's Unix domain socket.
 
@@ -145,12 +175,18 @@ class UnixSocketConnection(FileDescriptorConnection):
         self.path = path or default_socket_path()
         self._socket: Optional[socket.socket] = None
 
-    def connect(self) -> None:
+    def connect(self, timeout: Optional[float] = None) -> None:
         if self.fd is not None:
             return
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.connect(self.path)
+            if timeout is None:
+                sock.connect(self.path)
+            else:
+                _connect_within(sock, self.path, timeout)
+        except TimeoutError:
+            sock.close()
+            raise
         except OSError as exc:
             sock.close()
             hint = ""
@@ -201,10 +237,10 @@ class XenBusConnection(FileDescriptorConnection):
         super().__init__()
         self.path = path or default_xenbus_path()
 
-    def connect(self) -> None:
+    def connect(self, timeout: Optional[float] = None) -> None:
         if self.fd is not None:
             return
-        try:
+        try:  # opening a device does not block: no timeout needed
             fd = os.open(self.path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
         except OSError as exc:
             raise ConnectionError("cannot open XenBus device %s: %s"

@@ -138,8 +138,11 @@ class Router:
         """True while the router thread serves the connection."""
         return self._started and not self._closed
 
-    def start(self) -> None:
-        """Opens the connection and starts the thread; idempotent."""
+    def start(self, timeout: Optional[float] = None) -> None:
+        """Opens the connection and starts the thread; idempotent.
+
+        :param timeout: seconds to wait for the daemon to accept.
+        """
         with self._lock:
             if self._started or self._closed:
                 if self._closed:
@@ -147,7 +150,10 @@ class Router:
                         "this router was terminated%s; create a new one"
                         % self._reason())
                 return
-            self.connection.connect()
+            if timeout is None:  # connections written for pyxs 0.4
+                self.connection.connect()
+            else:
+                self.connection.connect(timeout)
             self._wakeup_r, self._wakeup_w = socket.socketpair()
             self._started = True
             _routers.add(self)
@@ -173,9 +179,9 @@ class Router:
         elif self.thread is not threading.current_thread():
             self.thread.join()
 
-    def acquire(self) -> None:
+    def acquire(self, timeout: Optional[float] = None) -> None:
         """Registers one more user (a connected client); starts if needed."""
-        self.start()
+        self.start(timeout)
         with self._lock:
             self._users += 1
 

@@ -150,3 +150,23 @@ def test_daemon_killed_while_monitor_waits(daemon):
         assert not client.router.thread.is_alive()
         with pytest.raises(ConnectionError):
             client.write(b"/idle", b"x")
+
+
+def test_daemon_killed_mid_transaction(daemon):
+    client = daemon.client(timeout=30)
+    client.connect()
+    client.write(b"/tx/a", b"before")
+    client.transaction()
+    client.write(b"/tx/a", b"inside")
+    daemon.kill()
+    with pytest.raises(ConnectionError):
+        client.commit()
+    assert client.tx_id == 0  # the transaction is over either way
+    client.router.thread.join(BOUND)
+    assert not client.router.thread.is_alive()
+    client.close()
+    daemon.restart()  # a fresh, empty store on the same socket
+    with daemon.client(timeout=BOUND) as fresh:
+        assert fresh.exists(b"/tx/a") is False
+        fresh.write(b"/tx/a", b"after")
+        assert fresh.read(b"/tx/a") == b"after"

@@ -201,3 +201,32 @@ def test_monitor_without_watches_learns_of_a_dead_connection():
         # A monitor made after the end fails at once too.
         with pytest.raises(ConnectionError):
             c.monitor().get(timeout=BOUND)
+
+
+def test_connect_to_a_daemon_that_never_accepts_times_out(tmp_path):
+    import socket
+
+    from pyxs.exceptions import TimeoutError
+
+    path = str(tmp_path / "socket")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(0)
+    fillers = []
+    try:
+        while True:  # fill the backlog, as a stopped daemon's fills up
+            filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            filler.setblocking(False)
+            fillers.append(filler)
+            try:
+                filler.connect(path)
+            except BlockingIOError:
+                break
+        c = Client(unix_socket_path=path, timeout=0.2)
+        with pytest.raises(TimeoutError, match="no answer within 0.2 s"):
+            c.connect()
+        assert not c.router.thread.is_alive()
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()

@@ -105,3 +105,37 @@ def test_watches_do_not_leak_unreadable_paths(daemon, dom0):
         dom0.set_perms(b"/vm/secret", [b"n0", b"r5"])
         dom0.write(b"/vm/secret", b"again")
         assert m.get(timeout=30) == (b"/vm/secret", b"secret")
+
+
+def test_quota_errors_surface_clearly_and_leave_the_client_usable(daemon,
+                                                                 dom0):
+    with daemon.client(GUEST, timeout=30) as guest:
+        # Node size (C's default quota: 2048 bytes a node).
+        assert refused(guest.write, b"big", b"x" * 2048) == errno.ENOSPC
+        guest.write(b"small", b"x")
+        # Watches: C's default is 128 a domain (it allows one more).
+        m = guest.monitor()
+        error = None
+        for count in range(200):
+            try:
+                m.watch(b"w%d" % count, b"t")
+            except PyXSError as exc:
+                error = exc
+                break
+        assert error is not None and error.args[0] == errno.E2BIG
+        assert count == 129
+        assert "WATCH" in str(error)
+        # Transactions: 10 a domain (again one more is allowed).
+        clients = [guest.__copy__() for _ in range(12)]
+        opened = 0
+        with pytest.raises(PyXSError) as info:
+            for tx_client in clients:
+                tx_client.connect()
+                tx_client.transaction()
+                opened += 1
+        assert info.value.args[0] == errno.ENOSPC and opened == 11
+        for tx_client in clients:
+            if tx_client.tx_id:
+                tx_client.rollback()
+            tx_client.close()
+        assert guest.read(b"small") == b"x"
