@@ -179,6 +179,27 @@ def test_invalid_arguments_are_refused_before_connecting(capsys, argv,
     assert err.count("\n") == 1
 
 
+COMMANDS_WITH_PATHS = [
+    ("read", []), ("write", ["v"]), ("ls", []), ("list", []), ("rm", []),
+    ("mkdir", []), ("exists", []), ("perms", []), ("chmod", ["b0"]),
+    ("watch", []),
+]
+
+
+@pytest.mark.parametrize("command, rest", COMMANDS_WITH_PATHS,
+                         ids=[c for c, _ in COMMANDS_WITH_PATHS])
+@pytest.mark.parametrize("bad", ["/a//b", "/a/", "/a b", "/a%", "/caf\u00e9",
+                                 "/" + "a" * 3072])
+def test_every_command_refuses_bad_paths(capsys, tmp_path, command, rest,
+                                         bad):
+    missing = str(tmp_path / "no-socket")  # nothing may be sent anywhere
+    status, out, err = pyxs(capsys, None, "--socket", missing, command, bad,
+                            *rest)
+    assert (status, out) == (EXIT_USAGE, "")
+    assert err.startswith("pyxs: invalid path ")
+    assert err.count("\n") == 1 and len(err) < 200
+
+
 # -- ls and list --------------------------------------------------------------
 
 def test_ls_tree(capsys, daemon, tree):
