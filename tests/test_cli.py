@@ -441,7 +441,11 @@ def test_timeout_with_stopped_daemon(capsys, daemon, client):
     finally:
         os.kill(daemon.pid, signal.SIGCONT)
     assert (status, out) == (EXIT_CONNECTION, "")
-    assert err == "pyxs: no reply within 0.3 s (READ /a)\n"
+    # Whether a stopped daemon's socket still takes the connection depends
+    # on its listen backlog (oxenstored's fills up): either way, one line.
+    assert err in ("pyxs: no reply within 0.3 s (READ /a)\n",
+                   "pyxs: cannot connect to XenStore at %s: no answer within "
+                   "0.3 s\n" % daemon.socket_path)
 
 
 def test_xenbus_device_missing(capsys, tmp_path):
