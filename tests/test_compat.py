@@ -266,27 +266,11 @@ def test_read_watch_blocks_until_an_event(handle: xs) -> None:
     assert results == [("/block/x", token)]
 
 
-def test_close_wakes_a_blocked_read_watch(handle: xs) -> None:
-    errors = []
-
-    def wait() -> None:
-        try:
-            handle.read_watch()
-        except Error as exc:
-            errors.append(exc)
-
-    reader = threading.Thread(target=wait, daemon=True)
-    reader.start()
-    handle.close()
-    reader.join(WAIT)
-    assert not reader.is_alive()
-    assert len(errors) == 1 and isinstance(errors[0].errno, int)
-
-
-def test_daemon_death_fails_read_watch(handle: xs,
-                                       daemon: XenStoreDaemon) -> None:
+@pytest.mark.parametrize("end", ["close", "daemon death"])
+def test_the_end_of_the_connection_wakes_a_blocked_read_watch(
+        handle: xs, daemon: XenStoreDaemon, end: str) -> None:
     # No watch is set: the binding's read_watch fails too when the
-    # connection dies, it does not block forever.
+    # connection ends, it does not block forever.
     errors = []
 
     def wait() -> None:
@@ -297,7 +281,10 @@ def test_daemon_death_fails_read_watch(handle: xs,
 
     reader = threading.Thread(target=wait, daemon=True)
     reader.start()
-    daemon.kill()
+    if end == "close":
+        handle.close()
+    else:
+        daemon.kill()
     reader.join(WAIT)
     assert not reader.is_alive()
     assert len(errors) == 1 and isinstance(errors[0].errno, int)

@@ -307,13 +307,19 @@ def _introduce(core: Core, session: Session, tx, payload: bytes) -> bytes:
     return _OK
 
 
-def _release(core: Core, session: Session, tx, payload: bytes) -> bytes:
+def _introduced_domain(core: Core, session: Session, payload: bytes) -> int:
+    """The domid of RELEASE/RESUME: privileged, never 0, introduced."""
     core.privileged(session)
     domid = _atoi(_one_arg(payload))
     if domid == 0:
         raise XenStoreError("EINVAL")
     if domid not in core.domains:
         raise XenStoreError("ENOENT")
+    return domid
+
+
+def _release(core: Core, session: Session, tx, payload: bytes) -> bytes:
+    domid = _introduced_domain(core, session, payload)
     del core.domains[domid]
     core.targets.pop(domid, None)
     for change in tree.release_domain(core.view(None), domid):
@@ -327,12 +333,7 @@ def _release(core: Core, session: Session, tx, payload: bytes) -> bytes:
 
 
 def _resume(core: Core, session: Session, tx, payload: bytes) -> bytes:
-    core.privileged(session)
-    domid = _atoi(_one_arg(payload))
-    if domid == 0:
-        raise XenStoreError("EINVAL")
-    if domid not in core.domains:
-        raise XenStoreError("ENOENT")
+    _introduced_domain(core, session, payload)
     return _OK
 
 
