@@ -1,5 +1,6 @@
 """Threads sharing a client, requests in flight, and a daemon that dies."""
 
+import os
 import threading
 import time
 
@@ -73,7 +74,12 @@ def test_overlapping_requests_in_flight(daemon, client):
     assert results == {i: b"value-%d" % i for i in range(THREADS)}
 
 
+def _fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
 def test_daemon_killed_with_requests_in_flight(daemon):
+    threads_before, fds_before = threading.active_count(), _fds()
     client = daemon.client(timeout=30)
     client.connect()
     monitor = client.monitor()
@@ -117,6 +123,8 @@ def test_daemon_killed_with_requests_in_flight(daemon):
     with pytest.raises(ConnectionError):
         monitor.get(BOUND)
     client.close()
+    # Nothing leaks: the router thread and every descriptor are gone.
+    assert (threading.active_count(), _fds()) == (threads_before, fds_before)
 
     daemon.restart()
     with daemon.client(timeout=BOUND) as fresh:
