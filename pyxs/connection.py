@@ -175,6 +175,16 @@ class UnixSocketConnection(FileDescriptorConnection):
         self.path = path or default_socket_path()
         self._socket: Optional[socket.socket] = None
 
+    @classmethod
+    def from_socket(cls, sock: socket.socket,
+                    name: str = "<socket>") -> "UnixSocketConnection":
+        """A connection over an already connected stream socket, e.g. one
+        end of a socketpair served by :class:`pyxs.server.XenStoreServer`."""
+        connection = cls(name)
+        connection._socket = sock
+        connection.fd = sock.fileno()
+        return connection
+
     def connect(self, timeout: Optional[float] = None) -> None:
         if self.fd is not None:
             return

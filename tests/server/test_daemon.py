@@ -1,5 +1,6 @@
 """Socket-level tests of the embedded daemon, with raw packets."""
 
+import errno
 import os
 import socket
 
@@ -313,3 +314,20 @@ def test_command_line_options(tmp_path) -> None:
 def test_decoder_sanity_for_the_raw_client() -> None:
     frame = bytes(Packet(Op.READ, b"x", rq_id=1))
     assert PacketDecoder().feed(frame)[0].payload == b"x"
+
+
+def test_in_process_clients_need_no_socket_file():
+    from pyxs.exceptions import PyXSError
+
+    with XenStoreServer() as server:  # no socket_path: nothing on disk
+        with server.client(timeout=10) as dom0:
+            dom0.mkdir(b"/local/domain/7")
+            dom0.set_perms(b"/local/domain/7", [b"n7"])
+            dom0.write(b"/secret", b"s")
+            with server.client(7, timeout=10) as guest:
+                guest.write(b"data", b"mine")  # relative to its home
+                assert dom0.read(b"/local/domain/7/data") == b"mine"
+                with pytest.raises(PyXSError) as info:
+                    guest.read(b"/secret")
+                assert info.value.errno == errno.EACCES
+        assert server.socket_path is None
