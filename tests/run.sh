@@ -11,7 +11,11 @@ cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
-    if ! apt-cache show xenstore-utils >/dev/null 2>&1; then
+    # Fresh lists unless Xen's packages were fetched already: stale lists
+    # name versions the mirror no longer serves.
+    cache=${PYXS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pyxs}
+    if [ ! -d "$cache/xen-root" ] || \
+            ! apt-cache show xenstore-utils >/dev/null 2>&1; then
         apt-get update -qq
     fi
     if ! command -v cc >/dev/null 2>&1; then
