@@ -158,11 +158,20 @@ class Client:
 
     def _send(self, op: int, payload: bytes, path: Any = None) -> bytes:
         """Sends one request, waits for its reply and returns its payload."""
+        rvar = None
         try:
-            reply = self._submit(op, payload).get(self.timeout)
+            rvar = self._submit(op, payload)
+            reply = rvar.get(self.timeout)
         except PyXSError as exc:
             if exc.op is None:
                 exc.with_context(op_name(op), path)
+            raise
+        except BaseException:
+            # Interrupted between sending and waiting: drop the late reply.
+            router = self.router
+            if rvar is not None and not rvar.done() and \
+                    hasattr(router, "_abandon"):
+                router._abandon(rvar)
             raise
         return self._check_reply(op, reply, path)
 
@@ -189,7 +198,11 @@ class Client:
         return reply.payload
 
     def _ack(self, op: int, payload: bytes, path: Any = None) -> None:
-        self._send(op, payload, path)
+        """Sends a request whose only correct reply is ``OK``."""
+        reply = self._send(op, payload, path)
+        if reply.rstrip(NUL) != b"OK":
+            raise UnexpectedPacket("%s reply is %r, not OK" % (
+                op_name(op), reply[:40])).with_context(None, path)
 
     def execute_command(self, op: int, *args: Union[bytes, str],
                         **kwargs: Any) -> bytes:

@@ -91,6 +91,10 @@ class FileDescriptorConnection:
     def _read(self) -> bytes:
         return os.read(self.fileno(), _READ_SIZE)
 
+    #: Bytes of the last send_bytes() call left unwritten when it raised:
+    #: 0 means the data went out whole (only the caller was interrupted).
+    unsent = 0
+
     def send_bytes(self, data: bytes) -> None:
         """Writes ``data`` completely, however many writes it takes."""
         view = memoryview(data)
@@ -101,6 +105,8 @@ class FileDescriptorConnection:
         except OSError as exc:
             raise ConnectionError("writing to %s failed: %s"
                                   % (self.path, exc.strerror)) from exc
+        finally:
+            self.unsent = len(view)
 
     def send(self, packet: Packet) -> None:
         """Writes one packet."""

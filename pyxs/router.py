@@ -129,7 +129,6 @@ class Router:
         self._failure: Optional[PyXSError] = None
         self._wakeup_r: Optional[socket.socket] = None
         self._wakeup_w: Optional[socket.socket] = None
-        self._owner_pid = os.getpid()
 
     # -- life cycle ---------------------------------------------------------
 
@@ -239,6 +238,12 @@ class Router:
             try:
                 self.connection.send_bytes(encode(op, rq_id, tx_id, payload))
             except BaseException as exc:
+                if not isinstance(exc, PyXSError) and \
+                        getattr(self.connection, "unsent", 1) == 0:
+                    # Interrupted (Ctrl-C) after the packet went out whole:
+                    # the stream is intact, the reply will be dropped.
+                    pending[rq_id] = _abandoned(op, tx_id)
+                    raise
                 del pending[rq_id]
                 # A half-written packet leaves the stream unusable.
                 failure = exc if isinstance(exc, PyXSError) else \
@@ -263,10 +268,7 @@ class Router:
         with self._lock:
             entry = self._pending.get(rvar.rq_id, _ABANDONED)
             if entry is not _ABANDONED:
-                # A WATCH/UNWATCH keeps its op: an rq_id-0 reply must still
-                # consume this slot, not go to a later request's caller.
-                self._pending[rvar.rq_id] = (None,) + entry[1:] \
-                    if entry[1] in _QUIRK_OPS else _ABANDONED
+                self._pending[rvar.rq_id] = _abandoned(entry[1], entry[2])
 
     def _wake(self) -> None:
         if self._wakeup_w is not None:
@@ -401,6 +403,15 @@ class Router:
 
     def __repr__(self) -> str:
         return "Router(%r)" % (self.connection,)
+
+
+def _abandoned(op: int, tx_id: int) -> Any:
+    """The pending-table slot of a request nobody waits for any more.
+
+    A WATCH/UNWATCH keeps its op: an rq_id-0 reply (old xenbus) must still
+    consume this slot, not go to a later request's caller.
+    """
+    return (None, op, tx_id) if op in _QUIRK_OPS else _ABANDONED
 
 
 def _copy(error: PyXSError) -> PyXSError:
