@@ -6,6 +6,7 @@ clients (and their monitors) may share one router, hence one connection.
 """
 
 import errno
+import itertools
 import posixpath
 import queue
 import socket
@@ -367,8 +368,22 @@ class Client:
         return self._walk(top, node, topdown)
 
     def _request_node(self, path: bytes) -> Tuple[RVar, RVar]:
-        return (self._submit(Op.READ, path + NUL),
-                self._submit(Op.DIRECTORY, path + NUL))
+        return self._request_nodes([path])[0]
+
+    def _request_nodes(self, paths: List[bytes]
+                       ) -> List[Tuple[RVar, RVar]]:
+        """Sends a READ and a DIRECTORY for each path, in one write."""
+        router = self.router
+        if type(router) is not Router:  # a test double: one at a time
+            return [(self._submit(Op.READ, path + NUL),
+                     self._submit(Op.DIRECTORY, path + NUL))
+                    for path in paths]
+        tx_id = self.tx_id
+        rvars = router.submit_many([
+            request for path in paths for request in (
+                (Op.READ, tx_id, path + NUL),
+                (Op.DIRECTORY, tx_id, path + NUL))])
+        return list(zip(rvars[::2], rvars[1::2]))
 
     def _node(self, path: bytes, requests: Tuple[RVar, RVar]
               ) -> Optional[Tuple[bytes, List[bytes]]]:
@@ -402,12 +417,14 @@ class Client:
         names = iter(list(children))
 
         def top_up() -> None:
-            # Keep a window of the next children's requests in flight.
-            while len(ahead) < _WALK_WINDOW:
-                name = next(names, None)
-                if name is None:
-                    return
-                ahead.append((name, self._request_node(_join(path, name))))
+            # Keep a window of the next children's requests in flight,
+            # refilled in batches (one write each).
+            if len(ahead) > _WALK_WINDOW // 2:
+                return
+            batch = list(itertools.islice(names, _WALK_WINDOW - len(ahead)))
+            if batch:
+                ahead.extend(zip(batch, self._request_nodes(
+                    [_join(path, name) for name in batch])))
 
         top_up()
         if topdown:

@@ -267,5 +267,14 @@ class XenBusConnection(FileDescriptorConnection):
                                   "directory" % self.path)
         self.fd = fd
 
+    def send_bytes(self, data: bytes) -> None:
+        """Writes each packet of ``data`` with a write of its own: Linux's
+        xenbus device takes one message per write and drops the rest."""
+        offset = 0
+        while offset < len(data):
+            size = HEADER.size + HEADER.unpack_from(data, offset)[3]
+            super().send_bytes(data[offset:offset + size])
+            offset += size
+
     def _write(self, data: memoryview) -> int:
         return os.write(self.fileno(), data[:_XENBUS_WRITE_MAX])

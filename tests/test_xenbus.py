@@ -291,6 +291,28 @@ def test_largest_packets_both_ways(bus: Client, relay: XenBusRelay,
         assert relay.writes > relay.replies  # packets went in pieces
 
 
+def test_one_message_per_write_even_when_pipelined(
+        bus: Client, monkeypatch: Any) -> None:
+    # Linux's xenbus device handles one message per write() and drops what
+    # follows it, so pipelined requests (walk) must not share a write.
+    for i in range(40):
+        bus.write(b"/pipe/n%d" % i, b"v")
+    connection = bus.router.connection
+    writes: List[bytes] = []
+    real_write = os.write
+
+    def recording_write(fd: int, data: Any) -> int:
+        if fd == connection.fd:
+            writes.append(bytes(data))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", recording_write)
+    assert len(list(bus.walk(b"/pipe"))) == 41
+    assert len(writes) == 2 * 41  # a READ and a DIRECTORY per node
+    for data in writes:
+        assert len(data) == HEADER.size + HEADER.unpack_from(data)[3]
+
+
 def test_chunked_stream_gives_short_reads(daemon: XenStoreDaemon,
                                          monkeypatch: Any) -> None:
     reads: List[int] = []

@@ -63,7 +63,11 @@ class SendLog:
         def send_bytes(data: bytes) -> None:
             original(data)
             with self._cond:
-                self.ops.append(HEADER.unpack_from(data)[0])
+                offset = 0  # one write may carry several requests
+                while offset < len(data):
+                    op, _, _, size = HEADER.unpack_from(data, offset)
+                    self.ops.append(op)
+                    offset += HEADER.size + size
                 self._cond.notify_all()
 
         connection.send_bytes = send_bytes
