@@ -75,10 +75,15 @@ class FileDescriptorConnection:
         """
         raise NotImplementedError
 
+    def _forget_buffered(self) -> None:
+        """Drops bytes and packets read from the closed descriptor."""
+        self._decoder = PacketDecoder(_OVERSIZE_OPS)
+        self._unread.clear()
+
     def close(self) -> None:
         """Closes the connection; safe to call more than once."""
         fd, self.fd = self.fd, None
-        self._decoder = PacketDecoder(_OVERSIZE_OPS)
+        self._forget_buffered()
         if fd is not None:
             try:
                 os.close(fd)
@@ -218,7 +223,7 @@ class UnixSocketConnection(FileDescriptorConnection):
     def close(self) -> None:
         sock, self._socket = self._socket, None
         self.fd = None
-        self._decoder = PacketDecoder(_OVERSIZE_OPS)
+        self._forget_buffered()
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)

@@ -168,11 +168,8 @@ class Router:
             self._closed = True
             if self._failure is None:
                 self._failure = ConnectionError("the router was terminated")
-        if not already and self._wakeup_w is not None:
-            try:
-                self._wakeup_w.send(b"x")
-            except OSError:
-                pass
+        if not already:
+            self._wake()
         if not self._started:
             self._shutdown()
         elif self.thread is not threading.current_thread():
