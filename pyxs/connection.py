@@ -5,12 +5,13 @@ descriptor, writes bytes completely and hands back the packets it reads.
 """
 
 import errno
+import functools
 import os
 import socket
 import stat
 import time
 from collections import deque
-from typing import Deque, List, Optional
+from typing import Callable, Deque, List, Optional
 
 from ._internal import HEADER, PAYLOAD_MAX, Op, Packet, PacketDecoder
 from .exceptions import ConnectionError, TimeoutError
@@ -55,6 +56,8 @@ class FileDescriptorConnection:
     def __init__(self) -> None:
         self._decoder = PacketDecoder(_OVERSIZE_OPS)
         self._unread: Deque[Packet] = deque()  # read by recv(), not returned
+        # Bytes read but not yet decoded; b"" marks the end of the stream.
+        self._chunks: Deque[bytes] = deque()
 
     @property
     def is_connected(self) -> bool:
@@ -79,6 +82,7 @@ class FileDescriptorConnection:
         """Drops bytes and packets read from the closed descriptor."""
         self._decoder = PacketDecoder(_OVERSIZE_OPS)
         self._unread.clear()
+        self._chunks.clear()
 
     def close(self) -> None:
         """Closes the connection; safe to call more than once."""
@@ -93,8 +97,16 @@ class FileDescriptorConnection:
     def _write(self, data: memoryview) -> int:
         return os.write(self.fileno(), data)
 
-    def _read(self) -> bytes:
-        return os.read(self.fileno(), _READ_SIZE)
+    #: True when :meth:`wake_reader` wakes a blocked read, so a reader
+    #: needs no poll() to notice the connection closing.
+    read_wakes_on_close = False
+
+    def wake_reader(self) -> None:
+        """Makes a read blocked on this connection return, if possible."""
+
+    def _reader(self) -> Callable[[int], bytes]:
+        """A C-level callable reading up to n bytes (see :meth:`fill`)."""
+        return functools.partial(os.read, self.fileno())
 
     #: Bytes of the last send_bytes() call left unwritten when it raised:
     #: 0 means the data went out whole (only the caller was interrupted).
@@ -117,26 +129,52 @@ class FileDescriptorConnection:
         """Writes one packet."""
         self.send_bytes(bytes(packet))
 
-    def recv_packets(self) -> List[Packet]:
-        """Reads once (blocking) and returns the packets now complete.
+    @property
+    def has_unparsed(self) -> bool:
+        """True when :meth:`fill` read bytes :meth:`parse` has not taken."""
+        return bool(self._chunks)
+
+    def fill(self) -> None:
+        """Reads once (blocking) and keeps the bytes for :meth:`parse`.
+
+        The read and the store happen in one C-level call, so a signal
+        handler that raises (Ctrl-C) either interrupts the read before any
+        byte was taken, or runs after the bytes were stored: nothing read
+        is ever lost.
+        """
+        try:
+            self._chunks.extend(map(self._reader(), (_READ_SIZE,)))
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                return
+            raise ConnectionError("reading from %s failed: %s"
+                                  % (self.path, exc.strerror)) from exc
+
+    def parse(self) -> List[Packet]:
+        """Decodes what :meth:`fill` read; returns the packets now complete.
 
         The list may be empty when only part of a packet arrived. Raises
         :class:`ConnectionError` when the peer closed the connection.
         """
-        try:
-            data = self._read()
-        except OSError as exc:
-            if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
-                return []
-            raise ConnectionError("reading from %s failed: %s"
-                                  % (self.path, exc.strerror)) from exc
-        if not data:
-            pending = self._decoder.pending
-            raise ConnectionError(
-                "%s closed the connection%s" % (
-                    self.path, " in the middle of a packet (%d bytes "
-                    "received)" % pending if pending else ""))
-        return self._decoder.feed(data)
+        packets: List[Packet] = []
+        chunks = self._chunks
+        while chunks:
+            data = chunks[0]
+            if not data:
+                pending = self._decoder.pending
+                raise ConnectionError(
+                    "%s closed the connection%s" % (
+                        self.path, " in the middle of a packet (%d bytes "
+                        "received)" % pending if pending else ""))
+            packets.extend(self._decoder.feed(data))
+            chunks.popleft()
+        return packets
+
+    def recv_packets(self) -> List[Packet]:
+        """Reads once (blocking) and returns the packets now complete."""
+        if not self._chunks:
+            self.fill()
+        return self.parse()
 
     def recv(self) -> Packet:
         """Reads until one whole packet has arrived and returns it."""
@@ -234,8 +272,20 @@ class UnixSocketConnection(FileDescriptorConnection):
     def _write(self, data: memoryview) -> int:
         return self._socket.send(data)
 
-    def _read(self) -> bytes:
-        return self._socket.recv(_READ_SIZE)
+    read_wakes_on_close = True
+
+    def wake_reader(self) -> None:
+        sock = self._socket
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
+
+    def _reader(self) -> Callable[[int], bytes]:
+        if self._socket is None:
+            raise ConnectionError("not connected to %s" % self.path)
+        return self._socket.recv
 
     def fileno(self) -> int:
         if self._socket is None:

@@ -1,10 +1,14 @@
-"""The router: one background thread that reads replies for many callers.
+"""The router: one connection shared by many callers and monitors.
 
-Callers write their own requests (under a lock, no hand-off to another
-thread) and block on an :class:`RVar`; the router thread reads the
-connection, completes the RVar whose request id the reply carries, and hands
-watch events to the monitors subscribed to their token. A socketpair wakes
-the thread when the router is terminated.
+Callers write their own requests under a lock. Replies are read by whoever
+holds the *reading role*: a caller waiting for a reply takes it when it is
+free and reads until its own reply arrives, completing the RVars of other
+callers on the way (leader/follower), then hands the role to a caller still
+waiting. No thread hand-off sits between a reply and its caller unless
+another caller is already reading. While watches exist, the background
+router thread holds the role, so events reach monitors whether or not
+anybody calls. A pipe wakes the thread, and a second one, written once
+when the connection ends, wakes every reader.
 """
 
 import logging
@@ -12,7 +16,9 @@ import os
 import select
 import socket
 import threading
+import time
 import weakref
+from collections import deque
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from ._internal import NUL, PAYLOAD_MAX, Event, Op, Packet, encode, op_name
@@ -32,6 +38,8 @@ log = logging.getLogger("pyxs.router")
 _RQ_ID_LIMIT = 2 ** 32
 _QUIRK_OPS = (Op.WATCH, Op.UNWATCH)  # old xenbus answers these with rq_id 0
 _ABANDONED = None  # a pending slot whose caller gave up waiting
+_ROUTER = "router-thread"  # the reading role's holder when it is the thread
+_INTERRUPTED = "interrupted while handling replies; the connection is closed"
 
 _routers: "weakref.WeakSet[Router]" = weakref.WeakSet()
 
@@ -88,16 +96,14 @@ class RVar:
         """Waits for the result; raises the stored error, or
         :class:`pyxs.exceptions.TimeoutError` after ``timeout`` seconds."""
         if not self._done:
-            try:
+            if self.router is not None:
+                # The caller may read the connection itself (leader).
+                self.router._await(self, timeout)
+            else:
                 if not self._ready.acquire(True, -1 if timeout is None
                                            else max(timeout, 0)):
                     raise TimeoutError("no reply within %g s" % timeout)
-            except BaseException:
-                # Timed out or interrupted: a late reply will be dropped.
-                if self.router is not None and not self._done:
-                    self.router._abandon(self)
-                raise
-            self._ready.release()  # let any other waiter through
+                self._ready.release()  # let any other waiter through
         if self._error is not None:
             raise self._error
         return self._value
@@ -129,6 +135,15 @@ class Router:
         self._failure: Optional[PyXSError] = None
         self._wakeup_r: Optional[socket.socket] = None
         self._wakeup_w: Optional[socket.socket] = None
+        # Written once when the connection ends and never drained: every
+        # reader polls it.
+        self._closing_r: Optional[socket.socket] = None
+        self._closing_w: Optional[socket.socket] = None
+        # The reading role: None (free), a leading RVar, or _ROUTER.
+        self._reader: Any = None
+        self._followers: "deque[RVar]" = deque()
+        self._router_wants = False
+        self._poller: Any = None  # the role holder's, one at a time
 
     # -- life cycle ---------------------------------------------------------
 
@@ -154,6 +169,13 @@ class Router:
             else:
                 self.connection.connect(timeout)
             self._wakeup_r, self._wakeup_w = socket.socketpair()
+            self._closing_r, self._closing_w = socket.socketpair()
+            for end in (self._wakeup_r, self._wakeup_w, self._closing_r,
+                        self._closing_w):
+                end.setblocking(False)
+            self._poller = select.poll()
+            self._poller.register(self.connection.fileno(), select.POLLIN)
+            self._poller.register(self._closing_r.fileno(), select.POLLIN)
             self._started = True
             _routers.add(self)
             self.thread.start()
@@ -169,7 +191,7 @@ class Router:
             if self._failure is None:
                 self._failure = ConnectionError("the router was terminated")
         if not already:
-            self._wake()
+            self._signal_closing()
         if not self._started:
             self._shutdown()
         elif self.thread is not threading.current_thread():
@@ -202,6 +224,8 @@ class Router:
             "create a new Client after fork()")
         self._lock = threading.Lock()
         self._pending = {}
+        self._reader = None
+        self._followers = deque()
 
     # -- requests -----------------------------------------------------------
 
@@ -215,7 +239,26 @@ class Router:
 
     def submit(self, op: int, tx_id: int, payload: bytes) -> RVar:
         """Sends a request built from its parts; the fast path of send()."""
-        return self.submit_many(((op, tx_id, payload),))[0]
+        if len(payload) > self.connection.payload_max:
+            return self.submit_many(((op, tx_id, payload),))[0]  # refuses
+        rvar = RVar()
+        rvar.router = self
+        with self._lock:
+            if self._closed or not self._started:
+                raise self._not_usable()
+            pending = self._pending
+            rq_id = self._next_rq_id
+            while rq_id in pending:
+                rq_id = rq_id + 1 if rq_id + 1 < _RQ_ID_LIMIT else 1
+            rvar.rq_id = rq_id
+            pending[rq_id] = (rvar, op, tx_id)
+            self._next_rq_id = rq_id + 1 if rq_id + 1 < _RQ_ID_LIMIT else 1
+            try:
+                self.connection.send_bytes(encode(op, rq_id, tx_id, payload))
+            except BaseException as exc:
+                self._send_failed(exc, [rvar], [(op, tx_id)])
+                raise
+        return rvar
 
     def submit_many(self, requests: Sequence[Tuple[int, int, bytes]]
                     ) -> List[RVar]:
@@ -253,27 +296,32 @@ class Router:
                 self.connection.send_bytes(
                     chunks[0] if len(chunks) == 1 else b"".join(chunks))
             except BaseException as exc:
-                whole = not isinstance(exc, PyXSError) and \
-                    getattr(self.connection, "unsent", 1) == 0
-                for rvar, (op, tx_id, _) in zip(rvars, requests):
-                    if whole:
-                        # Interrupted (Ctrl-C) after the packets went out
-                        # whole: the stream is intact, replies are dropped.
-                        pending[rvar.rq_id] = _abandoned(op, tx_id)
-                    else:
-                        del pending[rvar.rq_id]
-                if whole:
-                    raise
-                # A half-written packet leaves the stream unusable.
-                failure = exc if isinstance(exc, PyXSError) else \
-                    ConnectionError("sending %s was interrupted; the "
-                                    "connection is closed"
-                                    % op_name(requests[0][0]))
-                self._closed = True
-                self._failure = failure
-                self._wake()
+                self._send_failed(exc, rvars,
+                                  [(op, tx_id) for op, tx_id, _ in requests])
                 raise
         return rvars
+
+    def _send_failed(self, exc: BaseException, rvars: List[RVar],
+                     requests: List[Tuple[int, int]]) -> None:
+        """Cleans up after a failed or interrupted write (lock held)."""
+        pending = self._pending
+        whole = not isinstance(exc, PyXSError) and \
+            getattr(self.connection, "unsent", 1) == 0
+        for rvar, (op, tx_id) in zip(rvars, requests):
+            if whole:
+                # Interrupted (Ctrl-C) after the packets went out whole: the
+                # stream is intact, the replies will be dropped.
+                pending[rvar.rq_id] = _abandoned(op, tx_id)
+            else:
+                del pending[rvar.rq_id]
+        if whole:
+            return
+        # A half-written packet leaves the stream unusable.
+        self._closed = True
+        self._failure = exc if isinstance(exc, PyXSError) else \
+            ConnectionError("sending %s was interrupted; the connection is "
+                            "closed" % op_name(requests[0][0]))
+        self._signal_closing()
 
     def _not_usable(self) -> ConnectionError:
         if not self._started and self._failure is None:
@@ -284,6 +332,13 @@ class Router:
             return ConnectionError(*failure.args)
         return ConnectionError("the connection is closed%s" % self._reason())
 
+    def _failed(self) -> PyXSError:
+        """What a waiter raises once the connection has ended: a copy of
+        the failure that ended it, as every other waiter gets."""
+        failure = self._failure
+        return _copy(failure) if failure is not None else \
+            ConnectionError("the connection is closed")
+
     def _abandon(self, rvar: RVar) -> None:
         with self._lock:
             entry = self._pending.get(rvar.rq_id, _ABANDONED)
@@ -291,11 +346,181 @@ class Router:
                 self._pending[rvar.rq_id] = _abandoned(entry[1], entry[2])
 
     def _wake(self) -> None:
+        """Makes the router thread look at its state again."""
         if self._wakeup_w is not None:
             try:
                 self._wakeup_w.send(b"x")
             except OSError:
                 pass
+
+    def _signal_closing(self) -> None:
+        """Wakes the thread and every reader: the connection is ending."""
+        if self._closing_w is not None:
+            try:
+                self._closing_w.send(b"x")
+            except OSError:
+                pass
+            self.connection.wake_reader()
+
+    def _fail(self, failure: PyXSError) -> None:
+        """Marks the connection dead; the router thread then shuts down."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+            if self._failure is None:
+                self._failure = failure
+        self._signal_closing()
+
+    # -- the reading role ---------------------------------------------------
+
+    def _await(self, rvar: RVar, timeout: Optional[float]) -> None:
+        """Blocks until ``rvar`` is done, reading the connection whenever
+        nobody else does."""
+        deadline = None if timeout is None else \
+            time.monotonic() + max(timeout, 0)
+        try:
+            while not rvar._done:
+                with self._lock:
+                    if rvar._done:
+                        break
+                    lead = self._reader is None or self._reader is rvar
+                    if lead:
+                        self._reader = rvar
+                    else:
+                        self._followers.append(rvar)
+                if lead:
+                    try:
+                        while not rvar._done:
+                            self._read_once(deadline, timeout)
+                    finally:
+                        self._leave()
+                elif not self._follow(rvar, deadline):
+                    raise TimeoutError("no reply within %g s" % timeout)
+        except BaseException:
+            if not rvar._done:
+                self._abandon(rvar)
+            raise
+
+    def _follow(self, rvar: RVar, deadline: Optional[float]) -> bool:
+        """Waits until ``rvar`` is done or this caller is handed the role;
+        False on timeout."""
+        got = False
+        try:
+            got = rvar._ready.acquire(
+                True, -1 if deadline is None else
+                max(deadline - time.monotonic(), 0))
+        finally:
+            if not got:  # timed out, or interrupted
+                with self._lock:
+                    try:
+                        self._followers.remove(rvar)
+                    except ValueError:
+                        pass
+                    promoted = self._reader is rvar
+                if promoted:  # handed the role meanwhile: pass it on
+                    rvar._ready.acquire(False)
+                    self._leave()
+        if got and rvar._done:
+            rvar._ready.release()  # let any other waiter through
+        return got or rvar._done
+
+    def _leave(self) -> None:
+        """Gives up the reading role: to a caller still waiting for its
+        reply, else to the router thread if it wants it, else to nobody."""
+        successor = None
+        with self._lock:
+            followers = self._followers
+            if self._closed and self._router_wants:
+                self._reader = _ROUTER
+            else:
+                while followers:
+                    candidate = followers.popleft()
+                    if not candidate._done:
+                        successor = candidate
+                        break
+                if successor is not None:
+                    self._reader = successor
+                elif self._router_wants:
+                    self._reader = _ROUTER
+                else:
+                    self._reader = None
+            to_router = self._reader is _ROUTER
+        if successor is not None:
+            successor._ready.release()
+        elif to_router:
+            self._wake()
+
+    def _read_once(self, deadline: Optional[float],
+                   timeout: Optional[float]) -> None:
+        """Waits for bytes (or the end), reads them and dispatches what
+        they complete. Only the role holder calls this."""
+        if self._closed:
+            raise self._failed()
+        connection = self.connection
+        if not connection.has_unparsed:
+            if deadline is None:
+                if connection.read_wakes_on_close:
+                    # Block in the read itself: one system call fewer.
+                    self._receive()
+                    return
+                ready = self._poller.poll()
+            else:
+                left = deadline - time.monotonic()
+                ready = self._poller.poll(max(0, int(left * 1000 + 0.999)))
+                if not ready:
+                    raise TimeoutError("no reply within %g s" % timeout)
+            closing = self._closing_r
+            if closing is None or \
+                    any(fd == closing.fileno() for fd, _ in ready):
+                raise self._failed()
+        self._receive()
+
+    def _receive(self) -> None:
+        """Reads once and dispatches; the role holder's only way to read.
+
+        Interrupted while blocked in the read, nothing is lost (see
+        :meth:`~pyxs.connection.FileDescriptorConnection.fill`); interrupted
+        while handling the bytes, the stream's state is unknown, so the
+        connection is closed.
+        """
+        connection = self.connection
+        if not connection.has_unparsed:
+            connection.fill()
+        try:
+            for packet in connection.parse():
+                self._dispatch(packet)
+        except PyXSError as exc:
+            if self._closed:  # woken by the end: report its cause
+                raise self._failed() from None
+            self._fail(exc)
+            raise
+        except BaseException:
+            self._fail(ConnectionError(_INTERRUPTED))
+            raise
+
+    def _take_role(self) -> None:
+        """Blocks the router thread until it holds the reading role."""
+        with self._lock:
+            if self._reader is None:
+                self._reader = _ROUTER
+                return
+            self._router_wants = True
+        waiter = select.poll()
+        waiter.register(self._wakeup_r.fileno(), select.POLLIN)
+        while True:
+            waiter.poll()
+            self._drain_wakeups()
+            with self._lock:
+                if self._reader is _ROUTER:
+                    self._router_wants = False
+                    return
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while self._wakeup_r.recv(512):
+                pass
+        except OSError:  # drained (EAGAIN)
+            pass
 
     # -- subscriptions ------------------------------------------------------
 
@@ -312,47 +537,87 @@ class Router:
     def subscribe(self, token: bytes, monitor: Any) -> None:
         """Delivers events carrying ``token`` to ``monitor.deliver``."""
         with self._lock:
+            first = not self._subscribers
             self._subscribers.setdefault(token, set()).add(monitor)
+        if first:  # the thread starts reading, for events
+            self._wake()
 
     def unsubscribe(self, token: bytes, monitor: Any) -> None:
         """Stops delivering events carrying ``token`` to ``monitor``."""
+        last = False
         with self._lock:
             monitors = self._subscribers.get(token)
             if monitors is not None:
                 monitors.discard(monitor)
                 if not monitors:
                     del self._subscribers[token]
+            last = not self._subscribers
+        if last:  # no events to wait for: callers read for themselves
+            self._wake()
 
     # -- the thread ---------------------------------------------------------
 
     def _run(self) -> None:
-        connection = self.connection
-        wakeup = self._wakeup_r
-        poller = select.poll()
-        poller.register(connection.fileno(), select.POLLIN)
-        poller.register(wakeup.fileno(), select.POLLIN)
-        wake_fd = wakeup.fileno()
-        failure: Optional[PyXSError] = None
         try:
             while not self._closed:
-                ready = poller.poll()
-                if any(fd == wake_fd for fd, _ in ready):
-                    break
-                for packet in connection.recv_packets():
-                    self._dispatch(packet)
+                if self._subscribers:
+                    self._serve_events()
+                else:
+                    self._idle()
         except PyXSError as exc:
-            failure = exc
+            self._fail(exc)
         except Exception as exc:  # a bug must not leave callers hanging
             log.exception("pyxs router thread failed")
-            failure = ConnectionError("router failed: %r" % exc)
-        with self._lock:
-            self._closed = True
-            if self._failure is None:
-                self._failure = failure or ConnectionError(
-                    "the connection is closed")
+            self._fail(ConnectionError("router failed: %r" % exc))
+        self._fail(ConnectionError("the connection is closed"))
         self._shutdown()
 
+    def _idle(self) -> None:
+        """No watches: callers read their own replies. The thread sleeps
+        until woken, or until the peer hangs up (the connection is polled
+        for no event, so replies do not wake it)."""
+        poller = select.poll()
+        poller.register(self._wakeup_r.fileno(), select.POLLIN)
+        poller.register(self._closing_r.fileno(), select.POLLIN)
+        conn_fd = self.connection.fileno()
+        poller.register(conn_fd, 0)
+        while not self._closed and not self._subscribers:
+            ready = poller.poll()
+            self._drain_wakeups()
+            if any(fd == conn_fd for fd, _ in ready):
+                # Hung up: read what is left, up to the end of the stream.
+                self._take_role()
+                try:
+                    while not self._closed:
+                        self._receive()
+                finally:
+                    self._leave()
+
+    def _serve_events(self) -> None:
+        """Watches exist: the thread holds the reading role, so events
+        reach monitors even while no caller waits for a reply."""
+        self._take_role()
+        wakeup = self._wakeup_r.fileno()
+        closing = self._closing_r.fileno()
+        poller = select.poll()
+        for fd in (self.connection.fileno(), wakeup, closing):
+            poller.register(fd, select.POLLIN)
+        try:
+            while not self._closed and self._subscribers:
+                if not self.connection.has_unparsed:
+                    ready = [fd for fd, _ in poller.poll()]
+                    if closing in ready:
+                        break
+                    if wakeup in ready:
+                        self._drain_wakeups()
+                        continue  # look at the mode again
+                self._receive()
+        finally:
+            self._leave()
+
     def _shutdown(self) -> None:
+        if self._started and self.thread is threading.current_thread():
+            self._take_role()  # readers see the closing signal and leave
         with self._lock:
             pending, self._pending = self._pending, {}
             monitors = set(self._monitors)
@@ -365,7 +630,8 @@ class Router:
         for monitor in monitors:
             monitor._connection_lost(_copy(failure))
         self.connection.close()
-        for end in (self._wakeup_r, self._wakeup_w):
+        for end in (self._wakeup_r, self._wakeup_w, self._closing_r,
+                    self._closing_w):
             if end is not None:
                 end.close()
 

@@ -316,14 +316,18 @@ def test_one_message_per_write_even_when_pipelined(
 def test_chunked_stream_gives_short_reads(daemon: XenStoreDaemon,
                                          monkeypatch: Any) -> None:
     reads: List[int] = []
-    real_read = XenBusConnection._read
+    real_reader = XenBusConnection._reader
 
-    def recording_read(self: XenBusConnection) -> bytes:
-        data = real_read(self)
-        reads.append(len(data))
-        return data
+    def recording_reader(self: XenBusConnection) -> Any:
+        read = real_reader(self)
 
-    monkeypatch.setattr(XenBusConnection, "_read", recording_read)
+        def recording_read(size: int) -> bytes:
+            data = read(size)
+            reads.append(len(data))
+            return data
+        return recording_read
+
+    monkeypatch.setattr(XenBusConnection, "_reader", recording_reader)
     with XenBusRelay(daemon.socket_path, chunk=7, seed=2) as relay, \
             Client(xen_bus_path=relay.device, timeout=TIMEOUT) as bus:
         for i in range(200):

@@ -1,0 +1,222 @@
+"""Who reads the connection: a waiting caller (leader/follower), or the
+router thread while watches exist; and what an interrupt does to either."""
+
+import threading
+from typing import Any, List
+
+import pytest
+from fakedaemon import FakeDaemon, honest
+from xsassert import BOUND
+
+from pyxs import Client
+from pyxs._internal import Op
+from pyxs.connection import UnixSocketConnection
+from pyxs.exceptions import ConnectionError, TimeoutError
+from pyxs.router import Router
+
+
+def record_readers(monkeypatch: Any) -> List[str]:
+    """Names of the threads that read the connection, one per read."""
+    readers: List[str] = []
+    real_fill = UnixSocketConnection.fill
+
+    def fill(self: UnixSocketConnection) -> None:
+        readers.append(threading.current_thread().name)
+        real_fill(self)
+
+    monkeypatch.setattr(UnixSocketConnection, "fill", fill)
+    return readers
+
+
+def test_without_watches_the_caller_reads_its_own_reply(client, monkeypatch):
+    readers = record_readers(monkeypatch)
+    client.write(b"/own", b"v")
+    assert client.read(b"/own") == b"v"
+    assert readers and set(readers) == {threading.current_thread().name}
+
+
+def test_with_a_watch_the_router_thread_reads(client, monkeypatch):
+    readers = record_readers(monkeypatch)
+    with client.monitor() as m:
+        m.watch(b"/ev", b"t")
+        assert m.get(BOUND) == (b"/ev", b"t")
+        del readers[:]
+        client.write(b"/ev/k", b"v")
+        assert m.get(BOUND) == (b"/ev/k", b"t")
+        assert readers and set(readers) == {"pyxs-router"}
+    # The last watch is gone: callers read for themselves again.
+    del readers[:]
+    assert client.read(b"/ev/k") == b"v"
+    assert set(readers) == {threading.current_thread().name}
+
+
+def test_events_arrive_while_nobody_calls(client):
+    with client.monitor() as m, Client(
+            unix_socket_path=client.router.connection.path,
+            timeout=BOUND) as other:
+        m.watch(b"/quiet", b"q")
+        assert m.get(BOUND) == (b"/quiet", b"q")
+        other.write(b"/quiet/x", b"1")  # another connection
+        # No call on the monitor's connection: the thread read the event.
+        assert m.get(BOUND) == (b"/quiet/x", b"q")
+
+
+class Held:
+    """A fake daemon that answers /slow never, /held only once /release
+    arrives on any connection, and everything else at once."""
+
+    def __init__(self) -> None:
+        self.received = {b"/slow": threading.Event(),
+                         b"/held": threading.Event()}
+        self.held: List[Any] = []
+
+    def __call__(self, conn: Any, request: Any) -> None:
+        path = request.payload.rstrip(b"\0")
+        if request.op == Op.READ and path in self.received:
+            if path == b"/held":
+                self.held.append((conn, request))
+            self.received[path].set()
+            return
+        if request.op == Op.READ and path == b"/release":
+            for held_conn, held_request in self.held:
+                held_conn.reply(held_request, b"released")
+        honest(conn, request)
+
+
+def in_thread(target: Any) -> Any:
+    outcome: List[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(target())
+        except BaseException as exc:  # inspected by the test
+            outcome.append(exc)
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def wait_until_leading(monkeypatch: Any, router: Router) -> threading.Event:
+    """An event set once some caller (not the router thread) reads."""
+    leading = threading.Event()
+    real = Router._read_once
+
+    def read_once(self: Router, *args: Any) -> None:
+        if threading.current_thread() is not self.thread:
+            leading.set()
+        real(self, *args)
+
+    monkeypatch.setattr(Router, "_read_once", read_once)
+    return leading
+
+
+def test_a_reply_read_by_another_caller_completes_its_waiter(monkeypatch):
+    script = Held()
+    with FakeDaemon(script) as fake, \
+            Client(unix_socket_path=fake.socket_path, timeout=BOUND) as c:
+        leading = wait_until_leading(monkeypatch, c.router)
+        readers = record_readers(monkeypatch)
+        slow, slow_outcome = in_thread(lambda: c.read(b"/slow"))
+        assert leading.wait(BOUND)
+        # The slow caller holds the reading role: this caller follows, and
+        # its reply is read for it.
+        assert c.read(b"/a") == b"value"
+        assert threading.current_thread().name not in readers
+        assert slow.is_alive()
+        c.close()
+        slow.join(BOUND)
+        assert isinstance(slow_outcome[0], ConnectionError)
+
+
+def test_a_waiting_caller_takes_over_when_the_reader_leaves(monkeypatch):
+    script = Held()
+    with FakeDaemon(script) as fake, \
+            Client(unix_socket_path=fake.socket_path, timeout=BOUND) as c:
+        leading = wait_until_leading(monkeypatch, c.router)
+        slow, slow_outcome = in_thread(
+            lambda: c.router.submit(Op.READ, 0, b"/slow\0").get(0.3))
+        assert leading.wait(BOUND)
+        held, held_outcome = in_thread(lambda: c.read(b"/held"))
+        assert script.received[b"/held"].wait(BOUND)
+        slow.join(BOUND)
+        assert isinstance(slow_outcome[0], TimeoutError)
+        # The reader gave up; the /held caller must now read for itself.
+        with Client(unix_socket_path=fake.socket_path,
+                    timeout=BOUND) as other:
+            assert other.read(b"/release") == b"value"
+        held.join(BOUND)
+        assert held_outcome == [b"released"]
+        assert c.read(b"/b") == b"value"
+
+
+# -- interrupts --------------------------------------------------------------
+
+def test_interrupt_inside_the_read_keeps_the_connection(monkeypatch):
+    with FakeDaemon(honest) as fake, \
+            Client(unix_socket_path=fake.socket_path, timeout=BOUND) as c:
+        real_reader = UnixSocketConnection._reader
+
+        def interrupted(self: UnixSocketConnection) -> Any:
+            def read(size: int) -> bytes:
+                raise KeyboardInterrupt  # as Ctrl-C does, before any byte
+            return read
+
+        monkeypatch.setattr(UnixSocketConnection, "_reader", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            c.read(b"/a")
+        monkeypatch.setattr(UnixSocketConnection, "_reader", real_reader)
+        assert c.read(b"/b") == b"value"
+        assert c.router._pending == {}  # the abandoned reply was dropped
+
+
+def test_interrupt_after_the_read_loses_no_byte(monkeypatch):
+    with FakeDaemon(honest) as fake, \
+            Client(unix_socket_path=fake.socket_path, timeout=BOUND) as c:
+        real_fill = UnixSocketConnection.fill
+
+        def fill_then_interrupt(self: UnixSocketConnection) -> None:
+            real_fill(self)
+            raise KeyboardInterrupt  # the bytes are stored already
+
+        monkeypatch.setattr(UnixSocketConnection, "fill",
+                            fill_then_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            c.read(b"/a")
+        monkeypatch.undo()
+        assert c.router.connection.has_unparsed
+        # The next reader handles the stored reply first, then its own.
+        assert c.read(b"/b") == b"value"
+        assert c.router._pending == {}
+
+
+def test_interrupt_while_handling_replies_closes_the_connection(
+        monkeypatch):
+    with FakeDaemon(honest) as fake, \
+            Client(unix_socket_path=fake.socket_path, timeout=BOUND) as c:
+        def interrupted(self: Router, packet: Any) -> None:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(Router, "_dispatch", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            c.read(b"/a")
+        monkeypatch.undo()
+        with pytest.raises(ConnectionError, match="interrupted while "
+                           "handling replies"):
+            c.read(b"/b")
+        c.router.thread.join(BOUND)
+        assert not c.router.thread.is_alive()
+
+
+def test_daemon_hanging_up_on_an_idle_client_ends_the_router():
+    with FakeDaemon(honest) as fake:
+        c = Client(unix_socket_path=fake.socket_path, timeout=BOUND)
+        c.connect()
+        assert c.read(b"/a") == b"value"
+        fake.connections[0].close()
+        # Nobody calls: the router thread notices the hang-up by itself.
+        c.router.thread.join(BOUND)
+        assert not c.router.thread.is_alive()
+        assert not c.router.is_connected
+        with pytest.raises(ConnectionError, match="closed"):
+            c.read(b"/a")
+        c.close()
