@@ -143,6 +143,8 @@ class Router:
         self._reader: Any = None
         self._followers: "deque[RVar]" = deque()
         self._router_wants = False
+        self._outbox: List[bytes] = []  # requests queued for writing
+        self._sending = False  # a thread is writing the outbox
         self._poller: Any = None  # the role holder's, one at a time
 
     # -- life cycle ---------------------------------------------------------
@@ -226,6 +228,8 @@ class Router:
         self._pending = {}
         self._reader = None
         self._followers = deque()
+        self._outbox = []
+        self._sending = False
 
     # -- requests -----------------------------------------------------------
 
@@ -253,11 +257,11 @@ class Router:
             rvar.rq_id = rq_id
             pending[rq_id] = (rvar, op, tx_id)
             self._next_rq_id = rq_id + 1 if rq_id + 1 < _RQ_ID_LIMIT else 1
-            try:
-                self.connection.send_bytes(encode(op, rq_id, tx_id, payload))
-            except BaseException as exc:
-                self._send_failed(exc, [rvar], [(op, tx_id)])
-                raise
+            self._outbox.append(encode(op, rq_id, tx_id, payload))
+            if self._sending:  # the thread writing now will take it along
+                return rvar
+            self._sending = True
+        self._write_outbox(((rvar, op, tx_id),))
         return rvar
 
     def submit_many(self, requests: Sequence[Tuple[int, int, bytes]]
@@ -292,36 +296,58 @@ class Router:
                 rvars.append(rvar)
                 rq_id = rq_id + 1 if rq_id + 1 < _RQ_ID_LIMIT else 1
             self._next_rq_id = rq_id
-            try:
-                self.connection.send_bytes(
-                    chunks[0] if len(chunks) == 1 else b"".join(chunks))
-            except BaseException as exc:
-                self._send_failed(exc, rvars,
-                                  [(op, tx_id) for op, tx_id, _ in requests])
-                raise
+            self._outbox.append(b"".join(chunks))
+            if self._sending:
+                return rvars
+            self._sending = True
+        self._write_outbox([(rvar, op, tx_id) for rvar, (op, tx_id, _)
+                            in zip(rvars, requests)])
         return rvars
 
-    def _send_failed(self, exc: BaseException, rvars: List[RVar],
-                     requests: List[Tuple[int, int]]) -> None:
-        """Cleans up after a failed or interrupted write (lock held)."""
-        pending = self._pending
-        whole = not isinstance(exc, PyXSError) and \
-            getattr(self.connection, "unsent", 1) == 0
-        for rvar, (op, tx_id) in zip(rvars, requests):
-            if whole:
-                # Interrupted (Ctrl-C) after the packets went out whole: the
-                # stream is intact, the replies will be dropped.
-                pending[rvar.rq_id] = _abandoned(op, tx_id)
+    def _write_outbox(self, own: Sequence[Tuple[RVar, int, int]]) -> None:
+        """Writes queued requests until none is left (write combining).
+
+        One thread writes at a time; requests that other threads queue
+        meanwhile go out with its next write, so under load many requests
+        share one system call. ``own`` are the caller's requests, abandoned
+        if an interrupt (Ctrl-C) stops it after they went out whole.
+        """
+        connection = self.connection
+        data = None
+        try:
+            while True:
+                connection.unsent = -1  # only a finished write sets 0
+                with self._lock:
+                    outbox = self._outbox
+                    if not outbox or self._closed:
+                        self._sending = False
+                        return
+                    data = outbox[0] if len(outbox) == 1 else \
+                        b"".join(outbox)
+                    outbox.clear()
+                connection.send_bytes(data)
+                data = None
+        except BaseException as exc:
+            with self._lock:
+                self._sending = False
+                whole = data is None or connection.unsent == 0
+                if whole and not isinstance(exc, PyXSError):
+                    # The stream is intact: drop the caller's late replies.
+                    for rvar, op, tx_id in own:
+                        if self._pending.get(rvar.rq_id, (None,))[0] \
+                                is rvar:
+                            self._pending[rvar.rq_id] = _abandoned(op, tx_id)
+                    if not self._outbox:
+                        raise
+            if isinstance(exc, PyXSError):
+                self._fail(exc)
             else:
-                del pending[rvar.rq_id]
-        if whole:
-            return
-        # A half-written packet leaves the stream unusable.
-        self._closed = True
-        self._failure = exc if isinstance(exc, PyXSError) else \
-            ConnectionError("sending %s was interrupted; the connection is "
-                            "closed" % op_name(requests[0][0]))
-        self._signal_closing()
+                # A half-written packet, or other callers' requests left
+                # unwritten: the stream cannot be trusted any more.
+                self._fail(ConnectionError(
+                    "sending %s was interrupted; the connection is closed"
+                    % op_name(own[0][1])))
+            raise
 
     def _not_usable(self) -> ConnectionError:
         if not self._started and self._failure is None:
@@ -422,6 +448,11 @@ class Router:
                     self._leave()
         if got and rvar._done:
             rvar._ready.release()  # let any other waiter through
+            with self._lock:  # keep the queue to callers still waiting
+                try:
+                    self._followers.remove(rvar)
+                except ValueError:
+                    pass
         return got or rvar._done
 
     def _leave(self) -> None:

@@ -44,9 +44,13 @@ def test_with_a_watch_the_router_thread_reads(client, monkeypatch):
         client.write(b"/ev/k", b"v")
         assert m.get(BOUND) == (b"/ev/k", b"t")
         assert readers and set(readers) == {"pyxs-router"}
+        for i in range(100):
+            client.write(b"/ev/k", b"%d" % i)
+        # Callers served by the thread do not pile up in its queue.
+        assert not client.router._followers
     # The last watch is gone: callers read for themselves again.
     del readers[:]
-    assert client.read(b"/ev/k") == b"v"
+    assert client.read(b"/ev/k") == b"99"
     assert set(readers) == {threading.current_thread().name}
 
 
@@ -220,3 +224,81 @@ def test_daemon_hanging_up_on_an_idle_client_ends_the_router():
         with pytest.raises(ConnectionError, match="closed"):
             c.read(b"/a")
         c.close()
+
+
+# -- write combining ---------------------------------------------------------
+
+class HeldWrites:
+    """Holds the first write until released; counts packets per write."""
+
+    def __init__(self, client: Client, monkeypatch: Any,
+                 then: Any = None) -> None:
+        self.packets_per_write: List[int] = []
+        self.writing = threading.Event()
+        self.release = threading.Event()
+        self.waiting = threading.Semaphore(0)
+        connection = client.router.connection
+        real_send = connection.send_bytes
+        real_await = Router._await
+
+        def send_bytes(data: bytes) -> None:
+            self.packets_per_write.append(_count_packets(data))
+            if len(self.packets_per_write) == 1:
+                self.writing.set()
+                assert self.release.wait(BOUND)
+            real_send(data)
+            if then is not None and len(self.packets_per_write) == 1:
+                then()
+
+        def await_(router: Router, *args: Any) -> None:
+            self.waiting.release()  # this caller's request is queued
+            real_await(router, *args)
+
+        monkeypatch.setattr(connection, "send_bytes", send_bytes)
+        monkeypatch.setattr(Router, "_await", await_)
+
+
+def _count_packets(data: bytes) -> int:
+    from pyxs._internal import HEADER
+    count = offset = 0
+    while offset < len(data):
+        offset += HEADER.size + HEADER.unpack_from(data, offset)[3]
+        count += 1
+    return count
+
+
+def test_requests_queued_during_a_write_share_the_next_one(client,
+                                                           monkeypatch):
+    client.write(b"/wc", b"v")
+    held = HeldWrites(client, monkeypatch)
+    first, first_outcome = in_thread(lambda: client.read(b"/wc"))
+    assert held.writing.wait(BOUND)
+    others = [in_thread(lambda: client.read(b"/wc")) for _ in range(4)]
+    for _ in others:
+        assert held.waiting.acquire(timeout=BOUND)
+    held.release.set()
+    for thread, outcome in [(first, first_outcome)] + others:
+        thread.join(BOUND)
+        assert outcome == [b"v"]
+    assert held.packets_per_write == [1, 4]
+
+
+def test_interrupted_writer_with_others_queued_closes_cleanly(client,
+                                                              monkeypatch):
+    def interrupt() -> None:
+        raise KeyboardInterrupt  # Ctrl-C once the first write is out
+
+    held = HeldWrites(client, monkeypatch, then=interrupt)
+    first, first_outcome = in_thread(lambda: client.read(b"/x"))
+    assert held.writing.wait(BOUND)
+    others = [in_thread(lambda: client.read(b"/x")) for _ in range(3)]
+    for _ in others:
+        assert held.waiting.acquire(timeout=BOUND)
+    held.release.set()
+    first.join(BOUND)
+    assert isinstance(first_outcome[0], KeyboardInterrupt)
+    # Their requests were never written: they fail instead of hanging.
+    for thread, outcome in others:
+        thread.join(BOUND)
+        assert isinstance(outcome[0], ConnectionError)
+        assert "interrupted" in str(outcome[0])
