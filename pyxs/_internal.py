@@ -166,6 +166,12 @@ class PacketDecoder:
         ``oversize_ops``); the stream is then unusable.
         """
         buffer = self._buffer
+        if not buffer and len(data) >= HEADER.size:
+            # The common case: exactly one whole packet, nothing buffered.
+            op, rq_id, tx_id, size = HEADER.unpack_from(data)
+            if size + HEADER.size == len(data) and size <= PAYLOAD_MAX:
+                return [Packet._make((op, rq_id, tx_id, size,
+                                      data[HEADER.size:]))]
         buffer += data
         packets = []
         offset, end = 0, len(buffer)

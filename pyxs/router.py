@@ -257,11 +257,12 @@ class Router:
             rvar.rq_id = rq_id
             pending[rq_id] = (rvar, op, tx_id)
             self._next_rq_id = rq_id + 1 if rq_id + 1 < _RQ_ID_LIMIT else 1
-            self._outbox.append(encode(op, rq_id, tx_id, payload))
+            data = encode(op, rq_id, tx_id, payload)
             if self._sending:  # the thread writing now will take it along
+                self._outbox.append(data)
                 return rvar
             self._sending = True
-        self._write_outbox(((rvar, op, tx_id),))
+        self._write_outbox(((rvar, op, tx_id),), data)
         return rvar
 
     def submit_many(self, requests: Sequence[Tuple[int, int, bytes]]
@@ -296,37 +297,40 @@ class Router:
                 rvars.append(rvar)
                 rq_id = rq_id + 1 if rq_id + 1 < _RQ_ID_LIMIT else 1
             self._next_rq_id = rq_id
-            self._outbox.append(b"".join(chunks))
+            data = b"".join(chunks)
             if self._sending:
+                self._outbox.append(data)
                 return rvars
             self._sending = True
         self._write_outbox([(rvar, op, tx_id) for rvar, (op, tx_id, _)
-                            in zip(rvars, requests)])
+                            in zip(rvars, requests)], data)
         return rvars
 
-    def _write_outbox(self, own: Sequence[Tuple[RVar, int, int]]) -> None:
-        """Writes queued requests until none is left (write combining).
+    def _write_outbox(self, own: Sequence[Tuple[RVar, int, int]],
+                      data: Optional[bytes]) -> None:
+        """Writes ``data``, then queued requests until none is left.
 
-        One thread writes at a time; requests that other threads queue
-        meanwhile go out with its next write, so under load many requests
-        share one system call. ``own`` are the caller's requests, abandoned
-        if an interrupt (Ctrl-C) stops it after they went out whole.
+        One thread writes at a time (write combining): requests that other
+        threads queue meanwhile go out with its next write, so under load
+        many requests share one system call. ``own`` are the caller's
+        requests, abandoned if an interrupt (Ctrl-C) stops it after they
+        went out whole.
         """
         connection = self.connection
-        data = None
         try:
+            connection.unsent = -1  # only a finished write sets 0
             while True:
-                connection.unsent = -1  # only a finished write sets 0
+                connection.send_bytes(data)
+                data = None
                 with self._lock:
                     outbox = self._outbox
                     if not outbox or self._closed:
                         self._sending = False
                         return
+                    connection.unsent = -1
                     data = outbox[0] if len(outbox) == 1 else \
                         b"".join(outbox)
                     outbox.clear()
-                connection.send_bytes(data)
-                data = None
         except BaseException as exc:
             with self._lock:
                 self._sending = False
