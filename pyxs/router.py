@@ -40,6 +40,9 @@ _QUIRK_OPS = (Op.WATCH, Op.UNWATCH)  # old xenbus answers these with rq_id 0
 _ABANDONED = None  # a pending slot whose caller gave up waiting
 _ROUTER = "router-thread"  # the reading role's holder when it is the thread
 _INTERRUPTED = "interrupted while handling replies; the connection is closed"
+# With watches, the thread reads for monitors once callers have not read
+# for this long (milliseconds): a burst of calls is not handed over to it.
+_QUIET_MS = 2
 
 _routers: "weakref.WeakSet[Router]" = weakref.WeakSet()
 
@@ -143,6 +146,7 @@ class Router:
         self._reader: Any = None
         self._followers: "deque[RVar]" = deque()
         self._router_wants = False
+        self._reads = 0  # times a caller took the reading role
         self._outbox: List[bytes] = []  # requests queued for writing
         self._sending = False  # a thread is writing the outbox
         self._poller: Any = None  # the role holder's, one at a time
@@ -413,11 +417,15 @@ class Router:
                 with self._lock:
                     if rvar._done:
                         break
-                    lead = self._reader is None or self._reader is rvar
+                    reader = self._reader
+                    lead = reader is None or reader is rvar
                     if lead:
                         self._reader = rvar
+                        self._reads += 1
                     else:
                         self._followers.append(rvar)
+                if reader is _ROUTER:
+                    self._wake()  # the thread hands the role over
                 if lead:
                     try:
                         while not rvar._done:
@@ -594,11 +602,7 @@ class Router:
 
     def _run(self) -> None:
         try:
-            while not self._closed:
-                if self._subscribers:
-                    self._serve_events()
-                else:
-                    self._idle()
+            self._watch_over()
         except PyXSError as exc:
             self._fail(exc)
         except Exception as exc:  # a bug must not leave callers hanging
@@ -607,17 +611,37 @@ class Router:
         self._fail(ConnectionError("the connection is closed"))
         self._shutdown()
 
-    def _idle(self) -> None:
-        """No watches: callers read their own replies. The thread sleeps
-        until woken, or until the peer hangs up (the connection is polled
-        for no event, so replies do not wake it)."""
-        poller = select.poll()
-        poller.register(self._wakeup_r.fileno(), select.POLLIN)
-        poller.register(self._closing_r.fileno(), select.POLLIN)
+    def _watch_over(self) -> None:
+        """The thread's loop: sleep while callers read for themselves;
+        read for the monitors once callers have been quiet for a moment.
+
+        The connection is polled for no event here, so replies do not wake
+        the thread; only a hang-up does. While watches exist the thread
+        looks every _QUIET_MS at whether anybody read meanwhile; once
+        nobody did, it takes the reading role so that events reach
+        monitors with nobody calling. Without watches it sleeps until
+        woken.
+        """
+        waiter = select.poll()
+        waiter.register(self._wakeup_r.fileno(), select.POLLIN)
+        waiter.register(self._closing_r.fileno(), select.POLLIN)
         conn_fd = self.connection.fileno()
-        poller.register(conn_fd, 0)
-        while not self._closed and not self._subscribers:
-            ready = poller.poll()
+        waiter.register(conn_fd, 0)
+        seen = None
+        while not self._closed:
+            timeout = -1
+            if self._subscribers:
+                with self._lock:
+                    quiet = self._reader is None and self._reads == seen
+                    if quiet:
+                        self._reader = _ROUTER
+                    seen = self._reads
+                if quiet:
+                    self._serve_events()
+                    seen = None  # callers took over: give them a while
+                    continue
+                timeout = _QUIET_MS
+            ready = waiter.poll(timeout)
             self._drain_wakeups()
             if any(fd == conn_fd for fd, _ in ready):
                 # Hung up: read what is left, up to the end of the stream.
@@ -629,9 +653,8 @@ class Router:
                     self._leave()
 
     def _serve_events(self) -> None:
-        """Watches exist: the thread holds the reading role, so events
-        reach monitors even while no caller waits for a reply."""
-        self._take_role()
+        """Reads for the monitors (the thread holds the reading role) until
+        a caller asks for the role, the last watch goes, or the end."""
         wakeup = self._wakeup_r.fileno()
         closing = self._closing_r.fileno()
         poller = select.poll()
@@ -645,6 +668,8 @@ class Router:
                         break
                     if wakeup in ready:
                         self._drain_wakeups()
+                        if self._followers:
+                            break  # a caller waits: it reads for itself
                         continue  # look at the mode again
                 self._receive()
         finally:
