@@ -7,7 +7,6 @@ clients (and their monitors) may share one router, hence one connection.
 
 import errno
 import itertools
-import posixpath
 import queue
 import socket
 import threading
@@ -737,14 +736,14 @@ class Monitor:
 
     def _is_watched(self, event: Event) -> bool:
         path, token = event
-        while path:
-            if (path, token) in self.unwatch_queue:
+        watched = self.unwatch_queue
+        while True:  # the path itself, then each ancestor
+            if (path, token) in watched:
                 return True
-            parent = posixpath.dirname(path)
-            if parent == path:
-                break
-            path = parent
-        return False
+            cut = path.rfind(b"/")
+            if cut < 0 or path == b"/":
+                return False
+            path = path[:cut] or b"/"
 
     def get(self, timeout: Optional[float] = None,
             unwatched: bool = False) -> Event:
