@@ -147,6 +147,7 @@ class Router:
         self._followers: "deque[RVar]" = deque()
         self._router_wants = False
         self._reads = 0  # times a caller took the reading role
+        self._unsent_events: "deque[Tuple[Any, Event]]" = deque()
         self._outbox: List[bytes] = []  # requests queued for writing
         self._sending = False  # a thread is writing the outbox
         self._poller: Any = None  # the role holder's, one at a time
@@ -470,6 +471,8 @@ class Router:
     def _leave(self) -> None:
         """Gives up the reading role: to a caller still waiting for its
         reply, else to the router thread if it wants it, else to nobody."""
+        if self._unsent_events:
+            self._hand_out_events()
         successor = None
         with self._lock:
             followers = self._followers
@@ -500,6 +503,8 @@ class Router:
         if self._closed:
             raise self._failed()
         connection = self.connection
+        if self._unsent_events:
+            self._hand_out_events()
         if not connection.has_unparsed:
             if deadline is None:
                 if connection.read_wakes_on_close:
@@ -662,6 +667,8 @@ class Router:
             poller.register(fd, select.POLLIN)
         try:
             while not self._closed and self._subscribers:
+                if self._unsent_events:
+                    self._hand_out_events()
                 if not self.connection.has_unparsed:
                     ready = [fd for fd, _ in poller.poll()]
                     if closing in ready:
@@ -687,6 +694,7 @@ class Router:
         for entry in pending.values():
             if entry is not _ABANDONED and entry[0] is not None:
                 entry[0].set_exception(_copy(failure))
+        self._hand_out_events()
         for monitor in monitors:
             monitor._connection_lost(_copy(failure))
         self.connection.close()
@@ -745,6 +753,18 @@ class Router:
             log.debug("dropped an event for unknown token %r", event.token)
             return
         for monitor in tuple(monitors):
+            self._unsent_events.append((monitor, event))
+
+    def _hand_out_events(self) -> None:
+        """Gives monitors the events read so far.
+
+        The reader calls this just before it blocks or gives up the role,
+        not per event: the woken monitor thread then finds the GIL free
+        instead of competing with the reader for it.
+        """
+        events = self._unsent_events
+        while events:
+            monitor, event = events.popleft()
             monitor.deliver(event)
 
     def __repr__(self) -> str:
