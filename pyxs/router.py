@@ -144,7 +144,8 @@ class Router:
         self._closing_w: Optional[socket.socket] = None
         # The reading role: None (free), a leading RVar, or _ROUTER.
         self._reader: Any = None
-        self._followers: "deque[RVar]" = deque()
+        # Callers waiting for a reply while another reads: an ordered set.
+        self._followers: Dict[RVar, None] = {}
         self._router_wants = False
         self._reads = 0  # times a caller took the reading role
         self._unsent_events: "deque[Tuple[Any, Event]]" = deque()
@@ -232,7 +233,7 @@ class Router:
         self._lock = threading.Lock()
         self._pending = {}
         self._reader = None
-        self._followers = deque()
+        self._followers = {}
         self._outbox = []
         self._sending = False
 
@@ -424,7 +425,7 @@ class Router:
                         self._reader = rvar
                         self._reads += 1
                     else:
-                        self._followers.append(rvar)
+                        self._followers[rvar] = None
                 if reader is _ROUTER:
                     self._wake()  # the thread hands the role over
                 if lead:
@@ -451,10 +452,7 @@ class Router:
         finally:
             if not got:  # timed out, or interrupted
                 with self._lock:
-                    try:
-                        self._followers.remove(rvar)
-                    except ValueError:
-                        pass
+                    self._followers.pop(rvar, None)
                     promoted = self._reader is rvar
                 if promoted:  # handed the role meanwhile: pass it on
                     rvar._ready.acquire(False)
@@ -462,10 +460,7 @@ class Router:
         if got and rvar._done:
             rvar._ready.release()  # let any other waiter through
             with self._lock:  # keep the queue to callers still waiting
-                try:
-                    self._followers.remove(rvar)
-                except ValueError:
-                    pass
+                self._followers.pop(rvar, None)
         return got or rvar._done
 
     def _leave(self) -> None:
@@ -480,7 +475,8 @@ class Router:
                 self._reader = _ROUTER
             else:
                 while followers:
-                    candidate = followers.popleft()
+                    candidate = next(iter(followers))
+                    del followers[candidate]
                     if not candidate._done:
                         successor = candidate
                         break
