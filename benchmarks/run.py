@@ -4,8 +4,8 @@ Each workload runs in a child process on a fresh C xenstored started by
 pyxs.testing; implementations alternate round by round so that machine
 noise hits both alike. pyxs 0.4.1 is installed from PyPI into a throwaway
 virtualenv (never a dependency of ours). Results: a table on stdout, a JSON
-file and, when matplotlib is importable, a PNG of throughput against thread
-count.
+file and a PNG of throughput against thread count (drawn by plot.py with
+matplotlib, from a throwaway virtualenv if need be).
 
     python benchmarks/run.py            # full run (a few minutes)
     python benchmarks/run.py --quick    # proves it works (CI)
@@ -140,7 +140,7 @@ def main(argv=None):
         json.dump(report, handle, indent=2)
     print("wrote", path)
     if scaling:
-        plot(scaling, os.path.join(args.out, "threads.png"))
+        plot(path, os.path.join(args.out, "threads.png"), cache)
     return 0
 
 
@@ -176,27 +176,29 @@ def thread_scaling(ours, theirs, rounds):
     return curve
 
 
-def plot(scaling, path):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed: no plot", file=sys.stderr)
-        return
-    figure, axes = plt.subplots(figsize=(6, 4))
-    for label, curve in scaling.items():
-        counts = sorted(curve)
-        axes.plot(counts, [curve[n] for n in counts], marker="o",
-                  label=label)
-    axes.set_xlabel("threads sharing one client")
-    axes.set_ylabel("reads per second")
-    axes.set_xscale("log", base=2)
-    axes.legend()
-    axes.grid(True, alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    print("wrote", path)
+def plot(report_path, png_path, cache):
+    """Runs plot.py with a python that has matplotlib: this one, or a
+    throwaway virtualenv that pip fills; skips the plot when neither
+    works (no network)."""
+    python = sys.executable
+    probe = subprocess.run([python, "-c", "import matplotlib"],
+                           capture_output=True)
+    if probe.returncode != 0:
+        home = os.path.join(cache, "plot-venv")
+        python = os.path.join(home, "bin", "python")
+        if not os.path.exists(os.path.join(home, ".ready")):
+            venv.create(home, with_pip=True, clear=True)
+            installed = subprocess.run(
+                [python, "-m", "pip", "install", "-q",
+                 "--disable-pip-version-check", "matplotlib"])
+            if installed.returncode != 0:
+                print("matplotlib cannot be installed: no plot",
+                      file=sys.stderr)
+                return
+            open(os.path.join(home, ".ready"), "w").close()
+    subprocess.run([python, os.path.join(HERE, "plot.py"), report_path,
+                    png_path], check=True)
+    print("wrote", png_path)
 
 
 if __name__ == "__main__":
