@@ -148,6 +148,8 @@ class Router:
         self._followers: Dict[RVar, None] = {}
         self._router_wants = False
         self._reads = 0  # times a caller took the reading role
+        # The thread sleeps until the role is free (see _watch_over).
+        self._router_wants_free = False
         self._unsent_events: "deque[Tuple[Any, Event]]" = deque()
         self._outbox: List[bytes] = []  # requests queued for writing
         self._sending = False  # a thread is writing the outbox
@@ -486,7 +488,10 @@ class Router:
                     self._reader = _ROUTER
                 else:
                     self._reader = None
-            to_router = self._reader is _ROUTER
+            to_router = self._reader is _ROUTER or (
+                self._reader is None and self._router_wants_free)
+            if to_router:
+                self._router_wants_free = False
         if successor is not None:
             successor._ready.release()
         elif to_router:
@@ -633,15 +638,22 @@ class Router:
             timeout = -1
             if self._subscribers:
                 with self._lock:
-                    quiet = self._reader is None and self._reads == seen
+                    reader = self._reader
+                    quiet = reader is None and self._reads == seen
                     if quiet:
                         self._reader = _ROUTER
+                    elif reader is not None and self._reads == seen:
+                        # One caller has been reading (and delivering
+                        # events) all along: sleep until it lets go.
+                        self._router_wants_free = True
+                        timeout = -1
+                    else:
+                        timeout = _QUIET_MS
                     seen = self._reads
                 if quiet:
                     self._serve_events()
                     seen = None  # callers took over: give them a while
                     continue
-                timeout = _QUIET_MS
             ready = waiter.poll(timeout)
             self._drain_wakeups()
             if any(fd == conn_fd for fd, _ in ready):

@@ -9,7 +9,7 @@ from fakedaemon import FakeDaemon, honest
 from xsassert import BOUND
 
 from pyxs import Client
-from pyxs._internal import Op
+from pyxs._internal import Op, Packet
 from pyxs.connection import UnixSocketConnection
 from pyxs.exceptions import ConnectionError, TimeoutError
 from pyxs.router import Router
@@ -301,3 +301,30 @@ def test_interrupted_writer_with_others_queued_closes_cleanly(client,
         thread.join(BOUND)
         assert isinstance(outcome[0], ConnectionError)
         assert "interrupted" in str(outcome[0])
+
+
+def test_thread_sleeps_while_a_caller_waits_long_with_watches(monkeypatch):
+    script = Held()
+    with FakeDaemon(script) as fake, \
+            Client(unix_socket_path=fake.socket_path, timeout=BOUND) as c, \
+            c.monitor() as m:
+        m.watch(b"/w", b"t")
+        assert m.get(BOUND) == (b"/w", b"t")
+        looks: List[int] = []
+        real_drain = Router._drain_wakeups
+
+        def drain(router: Router) -> None:
+            looks.append(1)
+            real_drain(router)
+
+        monkeypatch.setattr(Router, "_drain_wakeups", drain)
+        with pytest.raises(TimeoutError):
+            c.router.submit(Op.READ, 0, b"/slow\0").get(0.5)
+        # While the caller read (and would have delivered events), the
+        # thread did not look every 2 ms: that would be about 250 times.
+        assert len(looks) < 25
+        # Once the caller let go, the thread reads for the monitor again.
+        fake.connections[0].reply(
+            Packet(Op.WATCH_EVENT, b"/w/x\0t\0"), b"/w/x\0t\0",
+            op=Op.WATCH_EVENT, rq_id=0, tx_id=0)
+        assert m.get(BOUND) == (b"/w/x", b"t")
