@@ -36,7 +36,7 @@ WORKLOADS = {
     "watch_events": (20000, 200, "events/s"),
     "walk": (5000, 300, "nodes/s"),
     "big_list": (2000, 2000, "lists/s of 2000 children"),
-    "idle": (1, 1, "CPU s per s idle"),
+    "idle": (1, 1, "CPU ms per s idle"),
     "pending_memory": (1000, 200, "bytes per pending request"),
 }
 TARGETS = {"seq_read": 1.5, "seq_write": 1.5, "threaded_read": 3.0,
@@ -78,8 +78,8 @@ def run_once(python, impl, workload, size, threads=8, pythonpath=None):
 def rate(result):
     if "bytes_per_request" in result:
         return result["bytes_per_request"]
-    if result["operations"] == 0:
-        return result["cpu_seconds"] / result["seconds"]
+    if result["operations"] == 0:  # idle: CPU milliseconds per second
+        return 1000 * result["cpu_seconds"] / result["seconds"]
     return result["operations"] / result["seconds"]
 
 
@@ -223,7 +223,7 @@ def thread_scaling(ours, theirs, rounds):
         curve[label] = {}
         for threads in THREAD_COUNTS:
             rates = [rate(run_once(python, "pyxs", "threaded_read",
-                                   500 * threads, threads, path))
+                                   2000 * threads, threads, path))
                      for _ in range(max(1, rounds // 2))]
             curve[label][threads] = statistics.median(rates)
     return curve
