@@ -35,7 +35,7 @@ nitpicky = False
 
 master_doc = "index"
 root_doc = "index"
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "_static"]  # _static: included files
 pygments_style = "sphinx"
 
 autodoc_member_order = "bysource"
