@@ -256,6 +256,18 @@ class HeldWrites:
         monkeypatch.setattr(connection, "send_bytes", send_bytes)
         monkeypatch.setattr(Router, "_await", await_)
 
+    def queue_reads(self, client: Client, path: bytes, behind: int) -> Any:
+        """Starts one read, held in its write, then ``behind`` more reads
+        queued behind it; returns ``(first, others)``, each a thread and
+        its outcome (see :func:`in_thread`)."""
+        first = in_thread(lambda: client.read(path))
+        assert self.writing.wait(BOUND)
+        others = [in_thread(lambda: client.read(path))
+                  for _ in range(behind)]
+        for _ in others:
+            assert self.waiting.acquire(timeout=BOUND)
+        return first, others
+
 
 def _count_packets(data: bytes) -> int:
     from pyxs._internal import HEADER
@@ -270,13 +282,9 @@ def test_requests_queued_during_a_write_share_the_next_one(client,
                                                            monkeypatch):
     client.write(b"/wc", b"v")
     held = HeldWrites(client, monkeypatch)
-    first, first_outcome = in_thread(lambda: client.read(b"/wc"))
-    assert held.writing.wait(BOUND)
-    others = [in_thread(lambda: client.read(b"/wc")) for _ in range(4)]
-    for _ in others:
-        assert held.waiting.acquire(timeout=BOUND)
+    first, others = held.queue_reads(client, b"/wc", behind=4)
     held.release.set()
-    for thread, outcome in [(first, first_outcome)] + others:
+    for thread, outcome in [first] + others:
         thread.join(BOUND)
         assert outcome == [b"v"]
     assert held.packets_per_write == [1, 4]
@@ -288,11 +296,8 @@ def test_interrupted_writer_with_others_queued_closes_cleanly(client,
         raise KeyboardInterrupt  # Ctrl-C once the first write is out
 
     held = HeldWrites(client, monkeypatch, then=interrupt)
-    first, first_outcome = in_thread(lambda: client.read(b"/x"))
-    assert held.writing.wait(BOUND)
-    others = [in_thread(lambda: client.read(b"/x")) for _ in range(3)]
-    for _ in others:
-        assert held.waiting.acquire(timeout=BOUND)
+    (first, first_outcome), others = held.queue_reads(client, b"/x",
+                                                      behind=3)
     held.release.set()
     first.join(BOUND)
     assert isinstance(first_outcome[0], KeyboardInterrupt)
