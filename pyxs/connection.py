@@ -114,8 +114,13 @@ class FileDescriptorConnection:
 
     def send_bytes(self, data: bytes) -> None:
         """Writes ``data`` completely, however many writes it takes."""
-        view = memoryview(data)
+        view = data
         try:
+            written = self._write(data)  # usually all of it
+            if written == len(data):
+                view = b""
+                return
+            view = memoryview(data)[written:]
             while view:
                 written = self._write(view)
                 view = view[written:]

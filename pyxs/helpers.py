@@ -5,7 +5,7 @@ here means a bad argument is refused before anything reaches the daemon.
 """
 
 import re
-from typing import Any, Iterable, List, Union
+from typing import Any, Dict, Iterable, List, Union
 
 from .exceptions import (
     InvalidPath,
@@ -68,7 +68,29 @@ def validate_path(path: Text) -> bytes:
 
     Raises :class:`InvalidPath` if XenStore would refuse it.
     """
-    path = _path_bytes(path)
+    kind = type(path)
+    if kind is bytes or kind is str:
+        known = _valid_paths.get(path)
+        if known is not None:
+            return known
+        checked = _check_path(_path_bytes(path))
+        if len(checked) <= _VALID_PATH_LEN:
+            if len(_valid_paths) >= _VALID_PATHS_MAX:
+                _valid_paths.clear()
+            _valid_paths[path] = checked
+        return checked
+    return _check_path(_path_bytes(path))
+
+
+# Paths that passed validate_path() lately: callers use the same few keys
+# over and over, and a dict lookup costs far less than the checks. Bounded;
+# thread-safe because each dict operation is atomic.
+_valid_paths: Dict[Text, bytes] = {}
+_VALID_PATHS_MAX = 1024
+_VALID_PATH_LEN = 256
+
+
+def _check_path(path: bytes) -> bytes:
     if not path:
         raise InvalidPath(path, "empty")
     limit = ABSOLUTE_PATH_MAX if path[:1] == b"/" else RELATIVE_PATH_MAX

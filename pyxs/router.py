@@ -21,7 +21,16 @@ import weakref
 from collections import deque
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
-from ._internal import NUL, PAYLOAD_MAX, Event, Op, Packet, encode, op_name
+from ._internal import (
+    HEADER,
+    NUL,
+    PAYLOAD_MAX,
+    Event,
+    Op,
+    Packet,
+    encode,
+    op_name,
+)
 from .connection import FileDescriptorConnection
 from .exceptions import (
     ConnectionError,
@@ -273,6 +282,74 @@ class Router:
         self._write_outbox(((rvar, op, tx_id),), data)
         return rvar
 
+    def call(self, op: int, tx_id: int, payload: bytes,
+             timeout: Optional[float] = None) -> Packet:
+        """Sends one request and waits for its reply: :meth:`submit` and
+        :meth:`RVar.get` in one, the path every Client call takes.
+
+        The caller takes the reading role in the same locked step that
+        queues its request, when nobody holds it, so a lone request costs
+        two acquisitions of the router's lock and no other hand-off.
+        """
+        if len(payload) > self.connection.payload_max:
+            return self.submit(op, tx_id, payload).get(timeout)  # refuses
+        rvar = RVar()
+        rvar.router = self
+        with self._lock:
+            if self._closed or not self._started:
+                raise self._not_usable()
+            pending = self._pending
+            rq_id = self._next_rq_id
+            while rq_id in pending:
+                rq_id = rq_id + 1 if rq_id + 1 < _RQ_ID_LIMIT else 1
+            rvar.rq_id = rq_id
+            pending[rq_id] = (rvar, op, tx_id)
+            self._next_rq_id = rq_id + 1 if rq_id + 1 < _RQ_ID_LIMIT else 1
+            data: Optional[bytes] = \
+                HEADER.pack(op, rq_id, tx_id, len(payload)) + payload
+            if self._sending:  # the thread writing now will take it along
+                self._outbox.append(data)  # type: ignore[arg-type]
+                data = None
+            else:
+                self._sending = True
+            reader = self._reader
+            lead = reader is None
+            if lead:
+                self._reader = rvar
+                self._reads += 1
+            elif reader is not _ROUTER:  # queue up in the same step
+                self._followers[rvar] = None
+        if not lead:
+            if data is not None:
+                try:
+                    self._write_outbox(((rvar, op, tx_id),), data)
+                except BaseException:
+                    self._unfollow(rvar)
+                    raise
+            self._await(rvar, timeout, reader is not _ROUTER)
+            if rvar._error is not None:
+                raise rvar._error
+            return rvar._value
+        try:
+            if data is not None:
+                self._write_outbox(((rvar, op, tx_id),), data)
+            if timeout is None:
+                while not rvar._done:
+                    self._read_once(None, None)
+            else:
+                deadline = time.monotonic() + max(timeout, 0)
+                while not rvar._done:
+                    self._read_once(deadline, timeout)
+        except BaseException:
+            if not rvar._done:
+                self._abandon(rvar)
+            raise
+        finally:
+            self._leave()
+        if rvar._error is not None:
+            raise rvar._error
+        return rvar._value
+
     def submit_many(self, requests: Sequence[Tuple[int, int, bytes]]
                     ) -> List[RVar]:
         """Sends several ``(op, tx_id, payload)`` requests in one write.
@@ -411,25 +488,30 @@ class Router:
 
     # -- the reading role ---------------------------------------------------
 
-    def _await(self, rvar: RVar, timeout: Optional[float]) -> None:
+    def _await(self, rvar: RVar, timeout: Optional[float],
+               following: bool = False) -> None:
         """Blocks until ``rvar`` is done, reading the connection whenever
-        nobody else does."""
+        nobody else does. ``following``: ``rvar`` is among the followers
+        already."""
         deadline = None if timeout is None else \
             time.monotonic() + max(timeout, 0)
         try:
             while not rvar._done:
-                with self._lock:
-                    if rvar._done:
-                        break
-                    reader = self._reader
-                    lead = reader is None or reader is rvar
-                    if lead:
-                        self._reader = rvar
-                        self._reads += 1
-                    else:
-                        self._followers[rvar] = None
-                if reader is _ROUTER:
-                    self._wake()  # the thread hands the role over
+                if following:
+                    following = lead = False
+                else:
+                    with self._lock:
+                        if rvar._done:
+                            break
+                        reader = self._reader
+                        lead = reader is None or reader is rvar
+                        if lead:
+                            self._reader = rvar
+                            self._reads += 1
+                        else:
+                            self._followers[rvar] = None
+                    if reader is _ROUTER:
+                        self._wake()  # the thread hands the role over
                 if lead:
                     try:
                         while not rvar._done:
@@ -453,17 +535,20 @@ class Router:
                 max(deadline - time.monotonic(), 0))
         finally:
             if not got:  # timed out, or interrupted
-                with self._lock:
-                    self._followers.pop(rvar, None)
-                    promoted = self._reader is rvar
-                if promoted:  # handed the role meanwhile: pass it on
-                    rvar._ready.acquire(False)
-                    self._leave()
-        if got and rvar._done:
+                self._unfollow(rvar)
+        if got and rvar._done:  # _dispatch() took it off the followers
             rvar._ready.release()  # let any other waiter through
-            with self._lock:  # keep the queue to callers still waiting
-                self._followers.pop(rvar, None)
         return got or rvar._done
+
+    def _unfollow(self, rvar: RVar) -> None:
+        """Takes a caller that stops waiting off the followers; passes the
+        reading role on if it was handed the role meanwhile."""
+        with self._lock:
+            self._followers.pop(rvar, None)
+            promoted = self._reader is rvar
+        if promoted:
+            rvar._ready.acquire(False)
+            self._leave()
 
     def _leave(self) -> None:
         """Gives up the reading role: to a caller still waiting for its
@@ -506,12 +591,12 @@ class Router:
         connection = self.connection
         if self._unsent_events:
             self._hand_out_events()
+        if deadline is None and connection.read_wakes_on_close:
+            # Block in the read itself: one system call fewer.
+            self._receive()
+            return
         if not connection.has_unparsed:
             if deadline is None:
-                if connection.read_wakes_on_close:
-                    # Block in the read itself: one system call fewer.
-                    self._receive()
-                    return
                 ready = self._poller.poll()
             else:
                 left = deadline - time.monotonic()
@@ -721,6 +806,8 @@ class Router:
             if entry is False and packet.rq_id == 0 and \
                     op in _QUIRK_OPS + (Op.ERROR,):
                 entry = self._pop_quirk(op)
+            if entry:  # its caller need not wait for the reading role
+                self._followers.pop(entry[0], None)
         if entry is False:
             log.warning("dropped a %s reply for unknown request id %d",
                         op_name(op), packet.rq_id)
@@ -737,8 +824,11 @@ class Router:
             rvar.set_exception(UnexpectedPacket(
                 "%s reply carries transaction %d, request was in %d" % (
                     op_name(sent_op), packet.tx_id, tx_id)))
-        else:
-            rvar.set(packet)
+        else:  # rvar.set(packet), inlined: once per reply
+            rvar._value = packet
+            if not rvar._done:
+                rvar._done = True
+                rvar._ready.release()
 
     def _pop_quirk(self, op: int) -> Any:
         # Linux xenbus before 5.x answers WATCH/UNWATCH with rq_id 0: the

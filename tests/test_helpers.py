@@ -37,6 +37,21 @@ def test_path_from_bytearray():
     assert validate_path(bytearray(b"/a")) == b"/a"
 
 
+def test_remembered_paths_stay_bounded_and_correct():
+    # validate_path() remembers paths it accepted: a refused path is
+    # refused every time, and the memory does not grow without bound.
+    for n in range(3 * helpers._VALID_PATHS_MAX):
+        assert validate_path("/many/%d" % n) == b"/many/%d" % n
+        assert len(helpers._valid_paths) <= helpers._VALID_PATHS_MAX
+    for _ in range(2):
+        assert validate_path("/again") == b"/again"
+        with pytest.raises(InvalidPath):
+            validate_path("/again/")
+    long_path = "/" + "l" * 3000
+    assert validate_path(long_path) == long_path.encode()
+    assert long_path not in helpers._valid_paths
+
+
 @pytest.mark.parametrize("path, reason", [
     ("", "empty"),
     ("/a/", "trailing"),
