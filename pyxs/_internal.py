@@ -119,6 +119,9 @@ class Packet(namedtuple("_Packet", "op rq_id tx_id size payload")):
 # one C call: the decoder's way, for bytes that passed its own checks.
 _new_packet = functools.partial(tuple.__new__, Packet)
 
+_unpack_header = HEADER.unpack_from
+assert HEADER.size == 16
+
 _rq_ids = itertools.count(1)
 
 
@@ -171,12 +174,11 @@ class PacketDecoder:
         ``oversize_ops``); the stream is then unusable.
         """
         buffer = self._buffer
-        if not buffer and len(data) >= HEADER.size:
+        if not buffer and len(data) >= 16:
             # The common case: exactly one whole packet, nothing buffered.
-            op, rq_id, tx_id, size = HEADER.unpack_from(data)
-            if size + HEADER.size == len(data) and size <= PAYLOAD_MAX:
-                return [_new_packet((op, rq_id, tx_id, size,
-                                 data[HEADER.size:]))]
+            op, rq_id, tx_id, size = _unpack_header(data)
+            if size + 16 == len(data) and size <= PAYLOAD_MAX:
+                return [_new_packet((op, rq_id, tx_id, size, data[16:]))]
         buffer += data
         packets = []
         offset, end = 0, len(buffer)

@@ -46,7 +46,8 @@ log = logging.getLogger("pyxs.router")
 
 _RQ_ID_LIMIT = 2 ** 32
 _QUIRK_OPS = (Op.WATCH, Op.UNWATCH)  # old xenbus answers these with rq_id 0
-_ABANDONED = None  # a pending slot whose caller gave up waiting
+_RQ_ID_0_OPS = frozenset(_QUIRK_OPS + (Op.ERROR,))
+_WATCH_EVENT = int(Op.WATCH_EVENT)
 _ROUTER = "router-thread"  # the reading role's holder when it is the thread
 _INTERRUPTED = "interrupted while handling replies; the connection is closed"
 # With watches, the thread reads for monitors once callers have not read
@@ -272,7 +273,7 @@ class Router:
             while rq_id in pending:
                 rq_id = rq_id + 1 if rq_id + 1 < _RQ_ID_LIMIT else 1
             rvar.rq_id = rq_id
-            pending[rq_id] = (rvar, op, tx_id)
+            pending[rq_id] = [rvar, op, tx_id]
             self._next_rq_id = rq_id + 1 if rq_id + 1 < _RQ_ID_LIMIT else 1
             data = encode(op, rq_id, tx_id, payload)
             if self._sending:  # the thread writing now will take it along
@@ -303,7 +304,7 @@ class Router:
             while rq_id in pending:
                 rq_id = rq_id + 1 if rq_id + 1 < _RQ_ID_LIMIT else 1
             rvar.rq_id = rq_id
-            pending[rq_id] = (rvar, op, tx_id)
+            pending[rq_id] = [rvar, op, tx_id]
             self._next_rq_id = rq_id + 1 if rq_id + 1 < _RQ_ID_LIMIT else 1
             data: Optional[bytes] = \
                 HEADER.pack(op, rq_id, tx_id, len(payload)) + payload
@@ -320,13 +321,24 @@ class Router:
             elif reader is not _ROUTER:  # queue up in the same step
                 self._followers[rvar] = None
         if not lead:
-            if data is not None:
-                try:
+            following = reader is not _ROUTER
+            try:
+                if data is not None:
                     self._write_outbox(((rvar, op, tx_id),), data)
-                except BaseException:
-                    self._unfollow(rvar)
-                    raise
-            self._await(rvar, timeout, reader is not _ROUTER)
+                if following and timeout is None:
+                    # _await()'s common case, inlined: wait for the reply
+                    # or for the reading role.
+                    rvar._ready.acquire()
+                    if rvar._done:
+                        rvar._ready.release()  # let other waiters through
+                    following = False
+            except BaseException:
+                self._unfollow(rvar)  # passes the role on if handed it
+                if not rvar._done:
+                    self._abandon(rvar)
+                raise
+            if not rvar._done:  # handed the role, or waiting with a timeout
+                self._await(rvar, timeout, following)
             if rvar._error is not None:
                 raise rvar._error
             return rvar._value
@@ -377,7 +389,7 @@ class Router:
                 rvar = RVar()
                 rvar.router = self
                 rvar.rq_id = rq_id
-                pending[rq_id] = (rvar, op, tx_id)
+                pending[rq_id] = [rvar, op, tx_id]
                 chunks.append(encode(op, rq_id, tx_id, payload))
                 rvars.append(rvar)
                 rq_id = rq_id + 1 if rq_id + 1 < _RQ_ID_LIMIT else 1
@@ -422,10 +434,8 @@ class Router:
                 whole = data is None or connection.unsent == 0
                 if whole and not isinstance(exc, PyXSError):
                     # The stream is intact: drop the caller's late replies.
-                    for rvar, op, tx_id in own:
-                        if self._pending.get(rvar.rq_id, (None,))[0] \
-                                is rvar:
-                            self._pending[rvar.rq_id] = _abandoned(op, tx_id)
+                    for rvar, _, _ in own:
+                        self._abandon(rvar)
                     if not self._outbox:
                         raise
             if isinstance(exc, PyXSError):
@@ -455,10 +465,16 @@ class Router:
             ConnectionError("the connection is closed")
 
     def _abandon(self, rvar: RVar) -> None:
-        with self._lock:
-            entry = self._pending.get(rvar.rq_id, _ABANDONED)
-            if entry is not _ABANDONED:
-                self._pending[rvar.rq_id] = _abandoned(entry[1], entry[2])
+        """Drops the reply of a request whose caller stopped waiting.
+
+        The slot stays, so that the reply still finds it; a WATCH/UNWATCH
+        slot must also take an rq_id-0 reply (old xenbus), not leave it to
+        a later request's caller. Lock-free: one atomic item assignment on
+        a list only the reader pops.
+        """
+        entry = self._pending.get(rvar.rq_id)
+        if entry is not None and entry[0] is rvar:
+            entry[0] = None
 
     def _wake(self) -> None:
         """Makes the router thread look at its state again."""
@@ -621,8 +637,7 @@ class Router:
         if not connection.has_unparsed:
             connection.fill()
         try:
-            for packet in connection.parse():
-                self._dispatch(packet)
+            self._dispatch(connection.parse())
         except PyXSError as exc:
             if self._closed:  # woken by the end: report its cause
                 raise self._failed() from None
@@ -785,7 +800,7 @@ class Router:
             failure = self._failure or ConnectionError("connection closed")
             self._shut_down = True
         for entry in pending.values():
-            if entry is not _ABANDONED and entry[0] is not None:
+            if entry[0] is not None:
                 entry[0].set_exception(_copy(failure))
         self._hand_out_events()
         for monitor in monitors:
@@ -796,49 +811,66 @@ class Router:
             if end is not None:
                 end.close()
 
-    def _dispatch(self, packet: Packet) -> None:
+    def _dispatch(self, packets: List[Packet]) -> None:
+        """Completes the RVars of the replies and queues the events read.
+
+        The hot loop of every reader, hence the local names.
+        """
+        pending = self._pending
+        followers = self._followers
+        for packet in packets:
+            op, rq_id, tx_id, _, _ = packet
+            if op == _WATCH_EVENT:
+                self._deliver_event(packet)
+                continue
+            # Only the role holder removes entries, so one atomic pop
+            # needs no lock; the rare rq_id-0 search does.
+            entry = pending.pop(rq_id, None)
+            if entry is None and rq_id == 0 and op in _RQ_ID_0_OPS:
+                with self._lock:
+                    entry = self._pop_quirk(op)
+            if entry is None:
+                log.warning("dropped a %s reply for unknown request id %d",
+                            op_name(op), rq_id)
+                continue
+            rvar, sent_op, sent_tx = entry
+            if rvar is None:
+                continue  # its caller stopped waiting
+            followers.pop(rvar, None)  # it need not wait for the role
+            if op == sent_op and tx_id == sent_tx:
+                rvar._value = packet  # rvar.set(packet), inlined
+                if not rvar._done:
+                    rvar._done = True
+                    rvar._ready.release()
+            else:
+                self._settle(rvar, packet, sent_op, sent_tx)
+
+    def _settle(self, rvar: RVar, packet: Packet, sent_op: int,
+                sent_tx: int) -> None:
+        """Completes ``rvar`` with a reply whose op or transaction differs
+        from its request's: an error, a new transaction's id, or a bug."""
         op = packet.op
-        if op == Op.WATCH_EVENT:
-            self._deliver_event(packet)
-            return
-        with self._lock:
-            entry = self._pending.pop(packet.rq_id, False)
-            if entry is False and packet.rq_id == 0 and \
-                    op in _QUIRK_OPS + (Op.ERROR,):
-                entry = self._pop_quirk(op)
-            if entry:  # its caller need not wait for the reading role
-                self._followers.pop(entry[0], None)
-        if entry is False:
-            log.warning("dropped a %s reply for unknown request id %d",
-                        op_name(op), packet.rq_id)
-            return
-        if entry is _ABANDONED or entry[0] is None:
-            return
-        rvar, sent_op, tx_id = entry
         if op != sent_op and op != Op.ERROR:
             rvar.set_exception(UnexpectedPacket(
                 "%s request %d got a %s reply" % (
                     op_name(sent_op), packet.rq_id, op_name(op))))
-        elif packet.tx_id != tx_id and sent_op != Op.TRANSACTION_START \
+        elif packet.tx_id != sent_tx and sent_op != Op.TRANSACTION_START \
                 and packet.rq_id != 0:
             rvar.set_exception(UnexpectedPacket(
                 "%s reply carries transaction %d, request was in %d" % (
-                    op_name(sent_op), packet.tx_id, tx_id)))
-        else:  # rvar.set(packet), inlined: once per reply
-            rvar._value = packet
-            if not rvar._done:
-                rvar._done = True
-                rvar._ready.release()
+                    op_name(sent_op), packet.tx_id, sent_tx)))
+        else:
+            rvar.set(packet)
 
     def _pop_quirk(self, op: int) -> Any:
         # Linux xenbus before 5.x answers WATCH/UNWATCH with rq_id 0: the
         # reply belongs to the oldest such request still waiting.
         for rq_id, entry in self._pending.items():
-            if entry is not _ABANDONED and entry[1] in _QUIRK_OPS and \
+            if entry[1] in _QUIRK_OPS and \
                     (op == Op.ERROR or entry[1] == op):
                 del self._pending[rq_id]
                 return entry
-        return False
+        return None
 
     def _deliver_event(self, packet: Packet) -> None:
         parts = packet.payload.split(NUL)
@@ -867,15 +899,6 @@ class Router:
 
     def __repr__(self) -> str:
         return "Router(%r)" % (self.connection,)
-
-
-def _abandoned(op: int, tx_id: int) -> Any:
-    """The pending-table slot of a request nobody waits for any more.
-
-    A WATCH/UNWATCH keeps its op: an rq_id-0 reply (old xenbus) must still
-    consume this slot, not go to a later request's caller.
-    """
-    return (None, op, tx_id) if op in _QUIRK_OPS else _ABANDONED
 
 
 def _copy(error: PyXSError) -> PyXSError:
