@@ -45,6 +45,7 @@ __all__ = ["Router", "RVar"]
 log = logging.getLogger("pyxs.router")
 
 _RQ_ID_LIMIT = 2 ** 32
+_new_lock = threading.Lock
 _QUIRK_OPS = (Op.WATCH, Op.UNWATCH)  # old xenbus answers these with rq_id 0
 _RQ_ID_0_OPS = frozenset(_QUIRK_OPS + (Op.ERROR,))
 _WATCH_EVENT = int(Op.WATCH_EVENT)
@@ -77,14 +78,16 @@ class RVar:
 
     __slots__ = ("_ready", "_value", "_error", "_done", "rq_id", "router")
 
-    def __init__(self) -> None:
-        self._ready = threading.Lock()
-        self._ready.acquire()
+    def __init__(self, router: "Optional[Router]" = None) -> None:
+        self._ready = ready = _new_lock()
+        ready.acquire()
         self._done = False
         self._value: Any = None
         self._error: Optional[BaseException] = None
         self.rq_id: Optional[int] = None
-        self.router: Optional[Router] = None
+        #: Set by the router that sent the request: get() then reads the
+        #: connection itself when nobody else does.
+        self.router = router
 
     def set(self, value: Any) -> None:
         """Stores the result and wakes every waiter."""
@@ -132,6 +135,8 @@ class Router:
 
     def __init__(self, connection: FileDescriptorConnection) -> None:
         self.connection = connection
+        self._payload_max: int = getattr(connection, "payload_max",
+                                         PAYLOAD_MAX)
         # Created now so that ``thread.is_alive()`` works before start().
         self.thread = threading.Thread(target=self._run, name="pyxs-router",
                                        daemon=True)
@@ -261,10 +266,9 @@ class Router:
 
     def submit(self, op: int, tx_id: int, payload: bytes) -> RVar:
         """Sends a request built from its parts; the fast path of send()."""
-        if len(payload) > self.connection.payload_max:
+        if len(payload) > self._payload_max:
             return self.submit_many(((op, tx_id, payload),))[0]  # refuses
-        rvar = RVar()
-        rvar.router = self
+        rvar = RVar(self)
         with self._lock:
             if self._closed or not self._started:
                 raise self._not_usable()
@@ -292,10 +296,9 @@ class Router:
         queues its request, when nobody holds it, so a lone request costs
         two acquisitions of the router's lock and no other hand-off.
         """
-        if len(payload) > self.connection.payload_max:
+        if len(payload) > self._payload_max:
             return self.submit(op, tx_id, payload).get(timeout)  # refuses
-        rvar = RVar()
-        rvar.router = self
+        rvar = RVar(self)
         with self._lock:
             if self._closed or not self._started:
                 raise self._not_usable()
@@ -369,7 +372,7 @@ class Router:
         Returns their RVars, in order. Pipelining helpers such as walk()
         use it to save a system call per request.
         """
-        limit = getattr(self.connection, "payload_max", PAYLOAD_MAX)
+        limit = self._payload_max
         for op, _, payload in requests:
             if len(payload) > limit:
                 raise InvalidPayload(payload, "exceeds the %d-byte limit of "
@@ -386,8 +389,7 @@ class Router:
             for op, tx_id, payload in requests:
                 while rq_id in pending:
                     rq_id = rq_id + 1 if rq_id + 1 < _RQ_ID_LIMIT else 1
-                rvar = RVar()
-                rvar.router = self
+                rvar = RVar(self)
                 rvar.rq_id = rq_id
                 pending[rq_id] = [rvar, op, tx_id]
                 chunks.append(encode(op, rq_id, tx_id, payload))
