@@ -118,6 +118,7 @@ class Packet(namedtuple("_Packet", "op rq_id tx_id size payload")):
 # Builds a Packet from its five fields without Packet.__new__'s checks, in
 # one C call: the decoder's way, for bytes that passed its own checks.
 _new_packet = functools.partial(tuple.__new__, Packet)
+_new_event = functools.partial(tuple.__new__, Event)  # the same for events
 
 _unpack_header = HEADER.unpack_from
 assert HEADER.size == 16

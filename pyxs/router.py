@@ -28,6 +28,7 @@ from ._internal import (
     Event,
     Op,
     Packet,
+    _new_event,
     encode,
     op_name,
 )
@@ -879,10 +880,11 @@ class Router:
         if len(parts) < 2:
             log.warning("dropped a malformed watch event %r", packet)
             return
-        event = Event(parts[0], parts[1])
-        monitors = self._subscribers.get(event.token)
+        token = parts[1]
+        event = _new_event((parts[0], token))
+        monitors = self._subscribers.get(token)
         if not monitors:
-            log.debug("dropped an event for unknown token %r", event.token)
+            log.debug("dropped an event for unknown token %r", token)
             return
         for monitor in tuple(monitors):
             self._unsent_events.append((monitor, event))

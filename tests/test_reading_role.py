@@ -1,6 +1,7 @@
 """Who reads the connection: a waiting caller (leader/follower), or the
 router thread while watches exist; and what an interrupt does to either."""
 
+import signal
 import threading
 from typing import Any, List
 
@@ -152,7 +153,68 @@ def test_a_waiting_caller_takes_over_when_the_reader_leaves(monkeypatch):
         assert c.read(b"/b") == b"value"
 
 
+def test_a_caller_without_timeout_takes_over_when_the_reader_leaves(
+        monkeypatch):
+    # Without a timeout a follower waits straight in Router.call(); it
+    # must still be handed the role.
+    script = Held()
+    with FakeDaemon(script) as fake, \
+            Client(unix_socket_path=fake.socket_path) as c:
+        leading = wait_until_leading(monkeypatch, c.router)
+        slow, slow_outcome = in_thread(
+            lambda: c.router.submit(Op.READ, 0, b"/slow\0").get(0.3))
+        assert leading.wait(BOUND)
+        held, held_outcome = in_thread(lambda: c.read(b"/held"))
+        assert script.received[b"/held"].wait(BOUND)
+        slow.join(BOUND)
+        assert isinstance(slow_outcome[0], TimeoutError)
+        with Client(unix_socket_path=fake.socket_path,
+                    timeout=BOUND) as other:
+            assert other.read(b"/release") == b"value"
+        held.join(BOUND)
+        assert held_outcome == [b"released"]
+
+
 # -- interrupts --------------------------------------------------------------
+
+def test_interrupted_follower_leaves_the_queue(monkeypatch):
+    # Ctrl-C while this caller waits behind another reader: it leaves the
+    # queue, so the role is never handed to a caller that is gone.
+    script = Held()
+    main = threading.main_thread()
+    assert threading.current_thread() is main
+    with FakeDaemon(script) as fake, \
+            Client(unix_socket_path=fake.socket_path) as c:
+        leading = wait_until_leading(monkeypatch, c.router)
+        held, held_outcome = in_thread(lambda: c.read(b"/held"))
+        assert leading.wait(BOUND)
+        following = threading.Event()
+
+        class Followers(dict):
+            def __setitem__(self, key: Any, value: Any) -> None:
+                super().__setitem__(key, value)
+                following.set()
+
+        c.router._followers = Followers()
+
+        def interrupt() -> None:
+            if following.wait(BOUND):
+                signal.pthread_kill(main.ident, signal.SIGINT)
+
+        killer = threading.Thread(target=interrupt)
+        killer.start()
+        with pytest.raises(KeyboardInterrupt):
+            c.read(b"/slow")  # never answered
+        killer.join()
+        assert not c.router._followers
+        with Client(unix_socket_path=fake.socket_path,
+                    timeout=BOUND) as other:
+            assert other.read(b"/release") == b"value"
+        held.join(BOUND)
+        assert held_outcome == [b"released"]
+        # The role is free again: a new caller reads for itself.
+        assert Client(router=c.router, timeout=BOUND).read(b"/b") == \
+            b"value"
 
 def test_interrupt_inside_the_read_keeps_the_connection(monkeypatch):
     with FakeDaemon(honest) as fake, \
