@@ -121,7 +121,7 @@ _new_packet = functools.partial(tuple.__new__, Packet)
 _new_event = functools.partial(tuple.__new__, Event)  # the same for events
 
 _unpack_header = HEADER.unpack_from
-assert HEADER.size == 16
+_HEADER_SIZE = HEADER.size
 
 _rq_ids = itertools.count(1)
 
@@ -175,11 +175,12 @@ class PacketDecoder:
         ``oversize_ops``); the stream is then unusable.
         """
         buffer = self._buffer
-        if not buffer and len(data) >= 16:
+        if not buffer and len(data) >= _HEADER_SIZE:
             # The common case: exactly one whole packet, nothing buffered.
             op, rq_id, tx_id, size = _unpack_header(data)
-            if size + 16 == len(data) and size <= PAYLOAD_MAX:
-                return [_new_packet((op, rq_id, tx_id, size, data[16:]))]
+            if size + _HEADER_SIZE == len(data) and size <= PAYLOAD_MAX:
+                return [_new_packet((op, rq_id, tx_id, size,
+                                     data[_HEADER_SIZE:]))]
         buffer += data
         packets = []
         offset, end = 0, len(buffer)

@@ -22,7 +22,6 @@ from collections import deque
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from ._internal import (
-    HEADER,
     NUL,
     PAYLOAD_MAX,
     Event,
@@ -271,22 +270,32 @@ class Router:
             return self.submit_many(((op, tx_id, payload),))[0]  # refuses
         rvar = RVar(self)
         with self._lock:
-            if self._closed or not self._started:
-                raise self._not_usable()
-            pending = self._pending
-            rq_id = self._next_rq_id
-            while rq_id in pending:
-                rq_id = rq_id + 1 if rq_id + 1 < _RQ_ID_LIMIT else 1
-            rvar.rq_id = rq_id
-            pending[rq_id] = [rvar, op, tx_id]
-            self._next_rq_id = rq_id + 1 if rq_id + 1 < _RQ_ID_LIMIT else 1
-            data = encode(op, rq_id, tx_id, payload)
-            if self._sending:  # the thread writing now will take it along
-                self._outbox.append(data)
-                return rvar
-            self._sending = True
-        self._write_outbox(((rvar, op, tx_id),), data)
+            data = self._queue(rvar, op, tx_id, payload)
+        if data is not None:
+            self._write_outbox(((rvar, op, tx_id),), data)
         return rvar
+
+    def _queue(self, rvar: RVar, op: int, tx_id: int,
+               payload: bytes) -> Optional[bytes]:
+        """Gives ``rvar`` a request id and a pending slot and encodes its
+        request; the caller holds the lock. Returns the bytes the caller
+        must write itself, or None when a write in progress takes them
+        along (write combining)."""
+        if self._closed or not self._started:
+            raise self._not_usable()
+        pending = self._pending
+        rq_id = self._next_rq_id
+        while rq_id in pending:
+            rq_id = rq_id + 1 if rq_id + 1 < _RQ_ID_LIMIT else 1
+        rvar.rq_id = rq_id
+        pending[rq_id] = [rvar, op, tx_id]
+        self._next_rq_id = rq_id + 1 if rq_id + 1 < _RQ_ID_LIMIT else 1
+        data = encode(op, rq_id, tx_id, payload)
+        if self._sending:  # the thread writing now will take it along
+            self._outbox.append(data)
+            return None
+        self._sending = True
+        return data
 
     def call(self, op: int, tx_id: int, payload: bytes,
              timeout: Optional[float] = None) -> Packet:
@@ -301,22 +310,7 @@ class Router:
             return self.submit(op, tx_id, payload).get(timeout)  # refuses
         rvar = RVar(self)
         with self._lock:
-            if self._closed or not self._started:
-                raise self._not_usable()
-            pending = self._pending
-            rq_id = self._next_rq_id
-            while rq_id in pending:
-                rq_id = rq_id + 1 if rq_id + 1 < _RQ_ID_LIMIT else 1
-            rvar.rq_id = rq_id
-            pending[rq_id] = [rvar, op, tx_id]
-            self._next_rq_id = rq_id + 1 if rq_id + 1 < _RQ_ID_LIMIT else 1
-            data: Optional[bytes] = \
-                HEADER.pack(op, rq_id, tx_id, len(payload)) + payload
-            if self._sending:  # the thread writing now will take it along
-                self._outbox.append(data)  # type: ignore[arg-type]
-                data = None
-            else:
-                self._sending = True
+            data = self._queue(rvar, op, tx_id, payload)
             reader = self._reader
             lead = reader is None
             if lead:
@@ -343,25 +337,23 @@ class Router:
                 raise
             if not rvar._done:  # handed the role, or waiting with a timeout
                 self._await(rvar, timeout, following)
-            if rvar._error is not None:
-                raise rvar._error
-            return rvar._value
-        try:
-            if data is not None:
-                self._write_outbox(((rvar, op, tx_id),), data)
-            if timeout is None:
-                while not rvar._done:
-                    self._read_once(None, None)
-            else:
-                deadline = time.monotonic() + max(timeout, 0)
-                while not rvar._done:
-                    self._read_once(deadline, timeout)
-        except BaseException:
-            if not rvar._done:
-                self._abandon(rvar)
-            raise
-        finally:
-            self._leave()
+        else:
+            try:
+                if data is not None:
+                    self._write_outbox(((rvar, op, tx_id),), data)
+                if timeout is None:
+                    while not rvar._done:
+                        self._read_once(None, None)
+                else:
+                    deadline = time.monotonic() + max(timeout, 0)
+                    while not rvar._done:
+                        self._read_once(deadline, timeout)
+            except BaseException:
+                if not rvar._done:
+                    self._abandon(rvar)
+                raise
+            finally:
+                self._leave()
         if rvar._error is not None:
             raise rvar._error
         return rvar._value
