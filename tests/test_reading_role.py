@@ -171,17 +171,47 @@ def test_interrupted_follower_leaves_the_queue(monkeypatch):
         held, held_outcome = in_thread(lambda: c.read(b"/held"))
         assert leading.wait(BOUND)
 
-        def interrupt() -> None:
-            # Once /slow arrived, its write is whole: the interrupt lands
-            # while this caller waits behind the reader.
-            if script.received[b"/slow"].wait(BOUND):
-                signal.pthread_kill(main.ident, signal.SIGINT)
+        # Interrupt once the /slow request is written whole and the write
+        # accounted for: the connection then stays (an interrupt inside
+        # the write closes it, see test_hygiene), and the interrupt lands
+        # while this caller waits behind the reader.
+        written = threading.Event()
+        connection = c.router.connection
+        real_send = connection.send_bytes
 
+        def send_bytes(data: bytes) -> None:
+            real_send(data)
+            if b"/slow" in data:
+                written.set()
+
+        monkeypatch.setattr(connection, "send_bytes", send_bytes)
+
+        # A signal that arrives just before the thread blocks is noticed
+        # only once the wait ends (CPython checks for signals between
+        # bytecodes and on EINTR), so signal until one lands; the handler
+        # raises once, as a first Ctrl-C does.
+        interrupted = threading.Event()
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            if not interrupted.is_set():
+                interrupted.set()
+                raise KeyboardInterrupt
+
+        def interrupt() -> None:
+            if written.wait(BOUND):
+                while not interrupted.wait(0.01):
+                    signal.pthread_kill(main.ident, signal.SIGINT)
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
         killer = threading.Thread(target=interrupt)
-        killer.start()
-        with pytest.raises(KeyboardInterrupt):
-            c.read(b"/slow")  # never answered
-        killer.join()
+        try:
+            killer.start()
+            with pytest.raises(KeyboardInterrupt):
+                c.read(b"/slow")  # never answered
+        finally:
+            interrupted.set()
+            killer.join()
+            signal.signal(signal.SIGINT, previous)
         assert not c.router._followers
         with Client(unix_socket_path=fake.socket_path,
                     timeout=BOUND) as other:
