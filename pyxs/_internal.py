@@ -181,27 +181,33 @@ class PacketDecoder:
             if size + _HEADER_SIZE == len(data) and size <= PAYLOAD_MAX:
                 return [_new_packet((op, rq_id, tx_id, size,
                                      data[_HEADER_SIZE:]))]
-        buffer += data
+        if buffer:  # a partial packet waits: parse it with the new bytes
+            buffer += data
+            data = bytes(buffer)
+            buffer.clear()
+        elif type(data) is not bytes:  # payloads must be bytes
+            data = bytes(data)
         packets = []
-        offset, end = 0, len(buffer)
-        size_of = HEADER.size
-        unpack_from = HEADER.unpack_from
+        offset, end = 0, len(data)
+        size_of = _HEADER_SIZE
+        unpack_from = _unpack_header
         make = _new_packet
         while end - offset >= size_of:
-            op, rq_id, tx_id, size = unpack_from(buffer, offset)
+            op, rq_id, tx_id, size = unpack_from(data, offset)
             if size > PAYLOAD_MAX:
                 limit = OVERSIZE_MAX if op in self._oversize_ops \
                     else PAYLOAD_MAX
                 if size > limit:
+                    buffer += data[offset:]  # pending stays truthful
                     raise UnexpectedPacket(
                         "packet header claims %d payload bytes, more than "
                         "the %d allowed" % (size, limit))
-            stop = offset + size_of + size
+            start = offset + size_of
+            stop = start + size
             if stop > end:
                 break
-            packets.append(make((op, rq_id, tx_id, size,
-                                 bytes(buffer[offset + size_of:stop]))))
+            packets.append(make((op, rq_id, tx_id, size, data[start:stop])))
             offset = stop
-        if offset:
-            del buffer[:offset]
+        if offset < end:
+            buffer += data[offset:] if offset else data
         return packets

@@ -22,6 +22,7 @@ from collections import deque
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from ._internal import (
+    HEADER,
     NUL,
     PAYLOAD_MAX,
     Event,
@@ -45,6 +46,7 @@ __all__ = ["Router", "RVar"]
 log = logging.getLogger("pyxs.router")
 
 _RQ_ID_LIMIT = 2 ** 32
+_pack_header = HEADER.pack
 _new_lock = threading.Lock
 _QUIRK_OPS = (Op.WATCH, Op.UNWATCH)  # old xenbus answers these with rq_id 0
 _RQ_ID_0_OPS = frozenset(_QUIRK_OPS + (Op.ERROR,))
@@ -272,7 +274,7 @@ class Router:
         with self._lock:
             data = self._queue(rvar, op, tx_id, payload)
         if data is not None:
-            self._write_outbox(((rvar, op, tx_id),), data)
+            self._write_outbox((rvar,), op, data)
         return rvar
 
     def _queue(self, rvar: RVar, op: int, tx_id: int,
@@ -322,7 +324,7 @@ class Router:
             following = reader is not _ROUTER
             try:
                 if data is not None:
-                    self._write_outbox(((rvar, op, tx_id),), data)
+                    self._write_outbox((rvar,), op, data)
                 if following and timeout is None:
                     # _await()'s common case, inlined: wait for the reply
                     # or for the reading role.
@@ -340,7 +342,7 @@ class Router:
         else:
             try:
                 if data is not None:
-                    self._write_outbox(((rvar, op, tx_id),), data)
+                    self._write_outbox((rvar,), op, data)
                 if timeout is None:
                     while not rvar._done:
                         self._read_once(None, None)
@@ -372,21 +374,24 @@ class Router:
                                      "%s" % (limit,
                                              type(self.connection).__name__),
                                      op=op)
-        rvars = []
-        chunks = []
+        if not requests:
+            return []
+        rvars = [RVar(self) for _ in requests]
+        chunks: List[bytes] = []
+        append = chunks.append
+        pack = _pack_header
         with self._lock:
             if self._closed or not self._started:
                 raise self._not_usable()
             pending = self._pending
             rq_id = self._next_rq_id
-            for op, tx_id, payload in requests:
+            for rvar, (op, tx_id, payload) in zip(rvars, requests):
                 while rq_id in pending:
                     rq_id = rq_id + 1 if rq_id + 1 < _RQ_ID_LIMIT else 1
-                rvar = RVar(self)
                 rvar.rq_id = rq_id
                 pending[rq_id] = [rvar, op, tx_id]
-                chunks.append(encode(op, rq_id, tx_id, payload))
-                rvars.append(rvar)
+                append(pack(op, rq_id, tx_id, len(payload)))
+                append(payload)
                 rq_id = rq_id + 1 if rq_id + 1 < _RQ_ID_LIMIT else 1
             self._next_rq_id = rq_id
             data = b"".join(chunks)
@@ -394,19 +399,19 @@ class Router:
                 self._outbox.append(data)
                 return rvars
             self._sending = True
-        self._write_outbox([(rvar, op, tx_id) for rvar, (op, tx_id, _)
-                            in zip(rvars, requests)], data)
+        self._write_outbox(rvars, requests[0][0], data)
         return rvars
 
-    def _write_outbox(self, own: Sequence[Tuple[RVar, int, int]],
+    def _write_outbox(self, own: Sequence[RVar], op: int,
                       data: Optional[bytes]) -> None:
         """Writes ``data``, then queued requests until none is left.
 
         One thread writes at a time (write combining): requests that other
         threads queue meanwhile go out with its next write, so under load
-        many requests share one system call. ``own`` are the caller's
-        requests, abandoned if an interrupt (Ctrl-C) stops it after they
-        went out whole.
+        many requests share one system call. ``own`` are the RVars of the
+        caller's requests, ``op`` the first one's (for messages); they are
+        abandoned if an interrupt (Ctrl-C) stops the caller after they went
+        out whole.
         """
         connection = self.connection
         try:
@@ -429,7 +434,7 @@ class Router:
                 whole = data is None or connection.unsent == 0
                 if whole and not isinstance(exc, PyXSError):
                     # The stream is intact: drop the caller's late replies.
-                    for rvar, _, _ in own:
+                    for rvar in own:
                         self._abandon(rvar)
                     if not self._outbox:
                         raise
@@ -440,7 +445,7 @@ class Router:
                 # unwritten: the stream cannot be trusted any more.
                 self._fail(ConnectionError(
                     "sending %s was interrupted; the connection is closed"
-                    % op_name(own[0][1])))
+                    % op_name(op)))
             raise
 
     def _not_usable(self) -> ConnectionError:

@@ -7,12 +7,12 @@ from typing import Any, List
 
 import pytest
 from fakedaemon import FakeDaemon, honest
-from xsassert import BOUND
+from xsassert import BOUND, SendLog
 
 from pyxs import Client
 from pyxs._internal import Op, Packet
 from pyxs.connection import UnixSocketConnection
-from pyxs.exceptions import ConnectionError, TimeoutError
+from pyxs.exceptions import ConnectionError, InvalidPayload, TimeoutError
 from pyxs.router import Router
 
 
@@ -402,3 +402,30 @@ def test_thread_sleeps_while_a_caller_waits_long_with_watches(monkeypatch):
             Packet(Op.WATCH_EVENT, b"/w/x\0t\0"), b"/w/x\0t\0",
             op=Op.WATCH_EVENT, rq_id=0, tx_id=0)
         assert m.get(BOUND) == (b"/w/x", b"t")
+
+
+def test_submit_many_sends_one_write_and_keeps_the_order(client):
+    client.write(b"/many/a", b"A")
+    client.write(b"/many/b", b"B")
+    router = client.router
+    sent = SendLog(client)
+    writes = []
+    real = router.connection.send_bytes
+    router.connection.send_bytes = lambda data: (writes.append(data),
+                                                 real(data))[1]
+    assert router.submit_many([]) == [] and writes == []
+    rvars = router.submit_many([(Op.READ, 0, b"/many/a\x00"),
+                                (Op.DIRECTORY, 0, b"/many\x00"),
+                                (Op.READ, 0, b"/many/b\x00")])
+    replies = [rvar.get(BOUND) for rvar in rvars]
+    assert len(writes) == 1 and sent.ops == [Op.READ, Op.DIRECTORY, Op.READ]
+    assert [r.payload for r in replies] == [b"A", b"a\x00b\x00", b"B"]
+    assert len({rvar.rq_id for rvar in rvars}) == 3
+
+
+def test_submit_many_refuses_all_when_one_is_too_long(client):
+    with pytest.raises(InvalidPayload):
+        client.router.submit_many([(Op.READ, 0, b"/ok\x00"),
+                                   (Op.WRITE, 0, b"x" * 5000)])
+    client.write(b"/after", b"v")  # nothing half-sent: still usable
+    assert client.read(b"/after") == b"v"
