@@ -6,16 +6,13 @@ clients (and their monitors) may share one router, hence one connection.
 """
 
 import errno
-import itertools
 import queue
 import socket
 import threading
 import warnings
-from collections import deque
 from typing import (
     Any,
     Callable,
-    Deque,
     Iterable,
     Iterator,
     List,
@@ -27,6 +24,7 @@ from typing import (
 )
 
 from ._internal import NUL, PAYLOAD_MAX, Event, Op, Packet, op_name
+from ._walk import TreeWalk, ready_node
 from .connection import UnixSocketConnection, XenBusConnection
 from .exceptions import (
     ConnectionError,
@@ -52,9 +50,10 @@ __all__ = ["Client", "Monitor", "Router", "RVar"]
 T = TypeVar("T")
 Path = Union[bytes, str]
 
-_WALK_WINDOW = 64        # nodes whose requests a walk keeps in flight
 _LIST_PART_RETRIES = 16  # restarts of a DIRECTORY_PART listing that changed
 _ERROR = int(Op.ERROR)  # compared on every reply: a plain int is faster
+_READ = int(Op.READ)
+_DIRECTORY = int(Op.DIRECTORY)
 
 
 def _is_control_domain() -> bool:
@@ -370,7 +369,7 @@ class Client:
         node = self._node(top, self._request_node(top))
         if node is None:  # unlike a vanished child, a missing top is an error
             raise error(errno.ENOENT).with_context("DIRECTORY", top)
-        return self._walk(top, node, topdown)
+        return TreeWalk(self, topdown).run(top, node)
 
     def _request_node(self, path: bytes) -> Tuple[RVar, RVar]:
         return self._request_nodes([path])[0]
@@ -384,14 +383,21 @@ class Client:
                      self._submit(Op.DIRECTORY, path + NUL))
                     for path in paths]
         tx_id = self.tx_id
-        rvars = router.submit_many([
-            request for path in paths for request in (
-                (Op.READ, tx_id, path + NUL),
-                (Op.DIRECTORY, tx_id, path + NUL))])
+        requests = []
+        for path in paths:
+            payload = path + NUL
+            requests.append((_READ, tx_id, payload))
+            requests.append((_DIRECTORY, tx_id, payload))
+        rvars = router.submit_many(requests)
         return list(zip(rvars[::2], rvars[1::2]))
 
     def _node(self, path: bytes, requests: Tuple[RVar, RVar]
               ) -> Optional[Tuple[bytes, List[bytes]]]:
+        """The ``(value, children)`` of a node from its READ and DIRECTORY
+        requests, waiting for the replies; None if the node vanished."""
+        node = ready_node(requests, self.tx_id)
+        if node is not None:
+            return node
         value_rvar, listing_rvar = requests
         try:
             reply = listing_rvar.get(self.timeout)
@@ -414,38 +420,6 @@ class Client:
                 raise
             value = b""
         return value, children
-
-    def _walk(self, path: bytes, node: Tuple[bytes, List[bytes]],
-              topdown: bool) -> Iterator[Tuple[bytes, bytes, List[bytes]]]:
-        value, children = node
-        ahead: Deque[Tuple[bytes, Any]] = deque()
-        names = iter(list(children))
-
-        def top_up() -> None:
-            # Keep a window of the next children's requests in flight,
-            # refilled in batches (one write each).
-            if len(ahead) > _WALK_WINDOW // 2:
-                return
-            batch = list(itertools.islice(names, _WALK_WINDOW - len(ahead)))
-            if batch:
-                ahead.extend(zip(batch, self._request_nodes(
-                    [_join(path, name) for name in batch])))
-
-        top_up()
-        if topdown:
-            yield path, value, children
-        wanted = set(children) if topdown else None
-        while ahead:
-            name, child_requests = ahead.popleft()
-            top_up()
-            if wanted is not None and name not in wanted:
-                continue  # pruned by the caller
-            child = _join(path, name)
-            child_node = self._node(child, child_requests)
-            if child_node is not None:  # None: removed while we walked
-                yield from self._walk(child, child_node, topdown)
-        if not topdown:
-            yield path, value, children
 
     # -- domains ------------------------------------------------------------
 

@@ -111,6 +111,57 @@ def test_walk_is_pipelined(client):
     assert all(value == b"%d" % int(p[-3:]) for p, value, _ in rest)
 
 
+
+def wide_tree(client, top, dirs, keys):
+    for d in range(dirs):
+        for k in range(keys):
+            client.write(b"%s/d%d/k%d" % (top, d, k), b"%d.%d" % (d, k))
+
+
+def test_walk_looks_ahead_into_later_directories(client):
+    wide_tree(client, b"/la", 10, 5)
+    sent = SendLog(client)
+    walk = client.walk(b"/la")
+    assert next(walk)[0] == b"/la"
+    assert next(walk)[0] == b"/la/d0"
+    client.read(b"/la")  # its reply comes after those of /la/d1../la/d9
+    assert next(walk)[0] == b"/la/d0/k0"
+    # Entering /la/d0 requested the children of every later directory
+    # whose listing was in, before the walk got anywhere near them.
+    requested = {payload for op, payload in sent.requests
+                 if op == Op.DIRECTORY}
+    assert {b"/la/d%d/k%d\x00" % (d, k) for d in range(10)
+            for k in range(5)} <= requested
+    rest = list(walk)
+    assert [path for path, _, _ in rest] == \
+        [p for p, _, _ in reference(client, b"/la", True)][3:]
+
+
+def test_walk_look_ahead_never_goes_below_a_pruned_name(client):
+    wide_tree(client, b"/lp", 6, 3)
+    client.write(b"/lp/d3/k0/deeper", b"x")
+    sent = SendLog(client)
+    walked = []
+    for path, _, children in client.walk(b"/lp"):
+        walked.append(path)
+        if path == b"/lp":
+            children.remove(b"d3")
+        if path == b"/lp/d0":
+            client.read(b"/lp")  # every listing of /lp's children is in
+    assert not any(payload.startswith(b"/lp/d3/")
+                   for _, payload in sent.requests)
+    assert walked == [p for p, _, _ in reference(client, b"/lp", True)
+                      if not p.startswith(b"/lp/d3")]
+
+
+@pytest.mark.parametrize("topdown", [True, False])
+def test_walk_beyond_the_look_ahead_budget_keeps_the_order(client, topdown):
+    # 40 directories of 12 children: far more than the walk may have in
+    # flight, so the look-ahead stops and resumes many times.
+    wide_tree(client, b"/lb", 40, 12)
+    walked = list(client.walk(b"/lb", topdown=topdown))
+    assert walked == reference(client, b"/lb", topdown)
+
 NAMES = {b"child-%d-%s" % (i, b"x" * (i % 37)) for i in range(2000)}
 
 

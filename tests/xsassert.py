@@ -5,7 +5,7 @@ import os
 import signal
 import threading
 from contextlib import contextmanager
-from typing import Any, Iterator, List
+from typing import Any, Iterator, List, Tuple
 
 from pyxs._internal import HEADER
 
@@ -51,11 +51,13 @@ def stopped(daemon: Any) -> Iterator[None]:
 class SendLog:
     """Records the requests a client's connection writes.
 
+    ``ops`` are their ops, ``requests`` their ``(op, payload)`` pairs;
     ``wait_for(n)`` blocks until ``n`` requests were written.
     """
 
     def __init__(self, client: Any) -> None:
         self.ops: List[int] = []
+        self.requests: List[Tuple[int, bytes]] = []
         self._cond = threading.Condition()
         connection = client.router.connection
         original = connection.send_bytes
@@ -67,7 +69,9 @@ class SendLog:
                 while offset < len(data):
                     op, _, _, size = HEADER.unpack_from(data, offset)
                     self.ops.append(op)
-                    offset += HEADER.size + size
+                    start = offset + HEADER.size
+                    self.requests.append((op, bytes(data[start:start + size])))
+                    offset = start + size
                 self._cond.notify_all()
 
         connection.send_bytes = send_bytes
