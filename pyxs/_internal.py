@@ -13,7 +13,8 @@ from typing import Iterable, List, Optional, Union
 from .exceptions import InvalidOperation, InvalidPayload, UnexpectedPacket
 
 __all__ = ["NUL", "Op", "Packet", "Event", "PacketDecoder", "HEADER",
-           "PAYLOAD_MAX", "op_name", "decode_header", "encode", "next_rq_id"]
+           "PAYLOAD_MAX", "op_name", "decode_header", "encode", "next_rq_id",
+           "split_names"]
 
 #: The field separator of XenStore payloads.
 NUL = b"\x00"
@@ -122,6 +123,13 @@ _new_event = functools.partial(tuple.__new__, Event)  # the same for events
 
 _unpack_header = HEADER.unpack_from
 _HEADER_SIZE = HEADER.size
+
+def split_names(payload: bytes) -> List[bytes]:
+    """The names in a NUL-separated list (DIRECTORY, GET_PERMS replies),
+    whatever NULs end it."""
+    payload = payload.rstrip(NUL)
+    return payload.split(NUL) if payload else []
+
 
 _rq_ids = itertools.count(1)
 

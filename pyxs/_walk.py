@@ -18,7 +18,7 @@ import itertools
 from collections import deque
 from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Tuple
 
-from ._internal import NUL, Op
+from ._internal import Op, split_names
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import Client
@@ -50,8 +50,7 @@ def ready_node(requests: Tuple[Any, Any], tx_id: int) -> Optional[Node]:
         if listing is not None and value is not None and \
                 listing.op == _DIRECTORY and value.op == _READ and \
                 listing.tx_id == tx_id == value.tx_id:
-            names = listing.payload.rstrip(NUL)
-            return value.payload, names.split(NUL) if names else []
+            return value.payload, split_names(listing.payload)
     return None
 
 

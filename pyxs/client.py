@@ -23,8 +23,16 @@ from typing import (
     Union,
 )
 
-from ._internal import NUL, PAYLOAD_MAX, Event, Op, Packet, op_name
-from ._walk import TreeWalk, ready_node
+from ._internal import (
+    NUL,
+    PAYLOAD_MAX,
+    Event,
+    Op,
+    Packet,
+    op_name,
+    split_names,
+)
+from ._walk import _DIRECTORY, _READ, TreeWalk, ready_node
 from .connection import UnixSocketConnection, XenBusConnection
 from .exceptions import (
     ConnectionError,
@@ -52,8 +60,6 @@ Path = Union[bytes, str]
 
 _LIST_PART_RETRIES = 16  # restarts of a DIRECTORY_PART listing that changed
 _ERROR = int(Op.ERROR)  # compared on every reply: a plain int is faster
-_READ = int(Op.READ)
-_DIRECTORY = int(Op.DIRECTORY)
 
 
 def _is_control_domain() -> bool:
@@ -296,7 +302,7 @@ class Client:
             if exc.args[0] != errno.E2BIG:
                 raise
             return self._list_parts(path, exc)
-        return _split_names(payload)
+        return split_names(payload)
 
     def _list_parts(self, path: bytes, too_big: PyXSError) -> List[bytes]:
         for _ in range(_LIST_PART_RETRIES):
@@ -340,7 +346,7 @@ class Client:
     def get_perms(self, path: Path) -> List[bytes]:
         """Returns the permissions of ``path``, e.g. ``[b"n0", b"r5"]``."""
         path = validate_path(path)
-        return _split_names(self._send(Op.GET_PERMS, path + NUL, path))
+        return split_names(self._send(Op.GET_PERMS, path + NUL, path))
 
     def set_perms(self, path: Path, perms: Iterable[Path]) -> None:
         """Sets the permissions of ``path``; the first entry is the owner.
@@ -402,7 +408,7 @@ class Client:
         try:
             reply = listing_rvar.get(self.timeout)
             try:
-                children = _split_names(
+                children = split_names(
                     self._check_reply(Op.DIRECTORY, reply, path))
             except PyXSError as exc:
                 if exc.args[0] != errno.E2BIG:
@@ -747,13 +753,4 @@ class Monitor:
         """
         while True:
             yield self.get(timeout, unwatched)
-
-
-def _split_names(payload: bytes) -> List[bytes]:
-    payload = payload.rstrip(NUL)
-    return payload.split(NUL) if payload else []
-
-
-def _join(parent: bytes, name: bytes) -> bytes:
-    return parent + name if parent.endswith(b"/") else parent + b"/" + name
 

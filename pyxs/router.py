@@ -285,6 +285,12 @@ class Router:
         along (write combining)."""
         if self._closed or not self._started:
             raise self._not_usable()
+        return self._claim_write(
+            encode(op, self._slot(rvar, op, tx_id), tx_id, payload))
+
+    def _slot(self, rvar: RVar, op: int, tx_id: int) -> int:
+        """Gives ``rvar`` the next free request id and its pending slot;
+        returns the id. The caller holds the lock."""
         pending = self._pending
         rq_id = self._next_rq_id
         while rq_id in pending:
@@ -292,8 +298,12 @@ class Router:
         rvar.rq_id = rq_id
         pending[rq_id] = [rvar, op, tx_id]
         self._next_rq_id = rq_id + 1 if rq_id + 1 < _RQ_ID_LIMIT else 1
-        data = encode(op, rq_id, tx_id, payload)
-        if self._sending:  # the thread writing now will take it along
+        return rq_id
+
+    def _claim_write(self, data: bytes) -> Optional[bytes]:
+        """Returns ``data`` for the caller to write, or None when another
+        thread is writing and takes it along. The caller holds the lock."""
+        if self._sending:
             self._outbox.append(data)
             return None
         self._sending = True
@@ -383,23 +393,13 @@ class Router:
         with self._lock:
             if self._closed or not self._started:
                 raise self._not_usable()
-            pending = self._pending
-            rq_id = self._next_rq_id
+            slot = self._slot
             for rvar, (op, tx_id, payload) in zip(rvars, requests):
-                while rq_id in pending:
-                    rq_id = rq_id + 1 if rq_id + 1 < _RQ_ID_LIMIT else 1
-                rvar.rq_id = rq_id
-                pending[rq_id] = [rvar, op, tx_id]
-                append(pack(op, rq_id, tx_id, len(payload)))
+                append(pack(op, slot(rvar, op, tx_id), tx_id, len(payload)))
                 append(payload)
-                rq_id = rq_id + 1 if rq_id + 1 < _RQ_ID_LIMIT else 1
-            self._next_rq_id = rq_id
-            data = b"".join(chunks)
-            if self._sending:
-                self._outbox.append(data)
-                return rvars
-            self._sending = True
-        self._write_outbox(rvars, requests[0][0], data)
+            data = self._claim_write(b"".join(chunks))
+        if data is not None:
+            self._write_outbox(rvars, requests[0][0], data)
         return rvars
 
     def _write_outbox(self, own: Sequence[RVar], op: int,
