@@ -3,12 +3,12 @@ Ctrl-C leave clients in a defined state."""
 
 import gc
 import os
-import signal
 import threading
 import tracemalloc
 
 import pytest
 from fakedaemon import FakeDaemon, honest
+from xsassert import ctrl_c_once
 
 from pyxs import Client
 from pyxs._internal import Op
@@ -117,35 +117,10 @@ def test_ctrl_c_during_a_blocking_call_leaves_the_client_usable():
             return
         honest(conn, request)
 
-    main = threading.main_thread()
-    assert threading.current_thread() is main
-    # A signal that lands just before the thread blocks is only noticed
-    # when the wait ends: signal until the handler, which raises once as a
-    # first Ctrl-C does, has run.
-    interrupted = threading.Event()
-
-    def on_sigint(signum, frame):
-        if not interrupted.is_set():
-            interrupted.set()
-            raise KeyboardInterrupt
-
-    def interrupt():
-        if arrived.wait(10):
-            while not interrupted.wait(0.01):
-                signal.pthread_kill(main.ident, signal.SIGINT)
-
     with FakeDaemon(never_answer_block) as fake, \
             Client(unix_socket_path=fake.socket_path, timeout=10) as c:
-        previous = signal.signal(signal.SIGINT, on_sigint)
-        killer = threading.Thread(target=interrupt)
-        try:
-            killer.start()
-            with pytest.raises(KeyboardInterrupt):
-                c.read(b"/block")
-        finally:
-            interrupted.set()
-            killer.join()
-            signal.signal(signal.SIGINT, previous)
+        with ctrl_c_once(arrived), pytest.raises(KeyboardInterrupt):
+            c.read(b"/block")
         try:
             value = c.read(b"/a")
         except ConnectionError as exc:

@@ -1,13 +1,12 @@
 """Who reads the connection: a waiting caller (leader/follower), or the
 router thread while watches exist; and what an interrupt does to either."""
 
-import signal
 import threading
 from typing import Any, List
 
 import pytest
 from fakedaemon import FakeDaemon, honest
-from xsassert import BOUND, SendLog
+from xsassert import BOUND, SendLog, ctrl_c_once
 
 from pyxs import Client
 from pyxs._internal import Op, Packet
@@ -163,8 +162,6 @@ def test_interrupted_follower_leaves_the_queue(monkeypatch):
     # Ctrl-C while this caller waits behind another reader: it leaves the
     # queue, so the role is never handed to a caller that is gone.
     script = Held()
-    main = threading.main_thread()
-    assert threading.current_thread() is main
     with FakeDaemon(script) as fake, \
             Client(unix_socket_path=fake.socket_path) as c:
         leading = wait_until_leading(monkeypatch, c.router)
@@ -185,33 +182,8 @@ def test_interrupted_follower_leaves_the_queue(monkeypatch):
                 written.set()
 
         monkeypatch.setattr(connection, "send_bytes", send_bytes)
-
-        # A signal that arrives just before the thread blocks is noticed
-        # only once the wait ends (CPython checks for signals between
-        # bytecodes and on EINTR), so signal until one lands; the handler
-        # raises once, as a first Ctrl-C does.
-        interrupted = threading.Event()
-
-        def on_sigint(signum: int, frame: Any) -> None:
-            if not interrupted.is_set():
-                interrupted.set()
-                raise KeyboardInterrupt
-
-        def interrupt() -> None:
-            if written.wait(BOUND):
-                while not interrupted.wait(0.01):
-                    signal.pthread_kill(main.ident, signal.SIGINT)
-
-        previous = signal.signal(signal.SIGINT, on_sigint)
-        killer = threading.Thread(target=interrupt)
-        try:
-            killer.start()
-            with pytest.raises(KeyboardInterrupt):
-                c.read(b"/slow")  # never answered
-        finally:
-            interrupted.set()
-            killer.join()
-            signal.signal(signal.SIGINT, previous)
+        with ctrl_c_once(written), pytest.raises(KeyboardInterrupt):
+            c.read(b"/slow")  # never answered
         assert not c.router._followers
         with Client(unix_socket_path=fake.socket_path,
                     timeout=BOUND) as other:

@@ -38,6 +38,40 @@ def events_before_marker(monitor: Any) -> List[Any]:
 
 
 @contextmanager
+def ctrl_c_once(ready: threading.Event) -> Iterator[None]:
+    """Presses Ctrl-C once in the main thread as soon as ``ready`` is set.
+
+    A SIGINT that lands just before the thread blocks is only noticed when
+    the wait ends (CPython checks for signals between bytecodes and on
+    EINTR), so the signal repeats until a handler, which raises
+    KeyboardInterrupt once as a first Ctrl-C does, has run.
+    """
+    main = threading.main_thread()
+    assert threading.current_thread() is main
+    interrupted = threading.Event()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if not interrupted.is_set():
+            interrupted.set()
+            raise KeyboardInterrupt
+
+    def interrupt() -> None:
+        if ready.wait(BOUND):
+            while not interrupted.wait(0.01):
+                signal.pthread_kill(main.ident, signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    killer = threading.Thread(target=interrupt)
+    try:
+        killer.start()
+        yield
+    finally:
+        interrupted.set()
+        killer.join()
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
 def stopped(daemon: Any) -> Iterator[None]:
     """The daemon frozen with SIGSTOP; SIGCONT on the way out."""
     os.kill(daemon.pid, signal.SIGSTOP)
