@@ -279,7 +279,7 @@ class Driver:
         """Completes the slots of the replies and queues the events read.
         The hot loop of every reader, hence the local names."""
         match = self._pending.match
-        completed = self._role.completed
+        role = self._role
         for packet in packets:
             if packet[0] == _WATCH_EVENT:
                 self._queue_event(packet)
@@ -289,7 +289,8 @@ class Driver:
                 if refusal is not None:  # abandoned ones are dropped quietly
                     log.warning("dropped a %s", refusal)
                 continue
-            completed(rvar)  # it need not wait for the role any more
+            if role.followers:  # it need not wait for the role any more
+                role.completed(rvar)
             if refusal is None:
                 rvar._value = packet
             else:
