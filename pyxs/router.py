@@ -167,13 +167,15 @@ class Router(Driver):
         try:
             self._users -= 1
             last = self._users <= 0
+            ending = last and not blocking and self._mark_failed(
+                ConnectionError("the client was garbage-collected without "
+                                "close()"))
         finally:
             self._lock.release()
         if last and blocking:
             self.terminate()
-        elif last:
-            self._fail(ConnectionError("the client was garbage-collected "
-                                       "without close()"))
+        elif ending:
+            self._signal_end()  # the thread closes everything by itself
 
     def stats(self) -> Dict[str, Any]:
         """A snapshot of the router's state, for diagnostics and tests:
