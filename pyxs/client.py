@@ -154,7 +154,7 @@ class Client:
         if getattr(self, "_connected", False):
             self._connected = False
             warnings.warn("unclosed %r" % (self,), ResourceWarning,
-                          source=self)
+                          stacklevel=2, source=self)
             release = getattr(self.router, "release", None)
             if release is not None and type(self.router) is Router:
                 release(blocking=False)
