@@ -100,15 +100,6 @@ class XenStoreServer:
         self._wake()
         return theirs
 
-    def client(self, domid: int = 0, **kwargs: Any) -> Any:
-        """A new :class:`pyxs.Client` talking to this server in-process
-        (over a socketpair, no socket file), acting as ``domid``."""
-        from ..client import Client, Router
-        from ..connection import UnixSocketConnection
-        connection = UnixSocketConnection.from_socket(
-            self.socketpair(domid), "<in-process dom%d>" % domid)
-        return Client(router=Router(connection), **kwargs)
-
     def start(self) -> "XenStoreServer":
         """Serves in a background daemon thread; returns self."""
         if self._thread is None:
