@@ -3,6 +3,20 @@
 Every socket is non-blocking; the loop sleeps in ``select`` until a socket
 is ready or another thread wakes it through a socketpair (to stop, or to
 hand over a new in-process connection).
+
+Invariants:
+
+* input is read with backpressure, as C xenstored does: requests are
+  taken one at a time from a connection's buffer, and a connection is not
+  read while its domain (unprivileged) has ``quotas.outstanding`` replies
+  queued and unsent on all of its connections together, or while a
+  privileged connection has ``_BACKLOG_LIMIT`` bytes queued; so a client
+  that never reads its replies holds at most one read of input and a
+  bounded number of replies, however much it sends;
+* a connection is read only when its buffer holds no whole packet: at
+  most ``_RECV_SIZE`` bytes of input wait per connection;
+* malformed input or a failing request closes that connection only; the
+  loop and every other connection go on.
 """
 
 import logging
@@ -11,34 +25,36 @@ import selectors
 import socket
 import threading
 from collections import deque
-from typing import Any, Deque, Dict, Optional, Tuple
+from typing import Any, Deque, Dict, Optional, Set, Tuple
 
-from .._internal import PacketDecoder
-from ..exceptions import UnexpectedPacket
 from . import persist as _persist
 from .core import Core
 from .quotas import DEFAULT_QUOTAS, Quotas
-from .session import Session
+from .session import DomainUsage, Inbox, MalformedInput, Session
 
 __all__ = ["XenStoreServer"]
 
 log = logging.getLogger("pyxs.server")
 
 _RECV_SIZE = 65536
-#: Stop reading from a client while this much output waits for it.
+#: Stop reading from a privileged client while this much output waits.
 _BACKLOG_LIMIT = 1 << 20
+_READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 
 
 class _Client:
-    """A connected socket with its decoder and protocol session."""
+    """A connected socket with its input buffer and protocol session."""
 
-    __slots__ = ("sock", "session", "decoder", "reading")
+    __slots__ = ("sock", "session", "inbox", "events", "paused")
 
     def __init__(self, sock: socket.socket, session: Session) -> None:
         self.sock = sock
         self.session = session
-        self.decoder = PacketDecoder()
-        self.reading = True
+        self.inbox = Inbox()
+        #: The selector events registered for the socket (0: none).
+        self.events = 0
+        #: Set while the connection is not read because of a quota.
+        self.paused = False
 
 
 class XenStoreServer:
@@ -48,7 +64,8 @@ class XenStoreServer:
         only :meth:`socketpair` and :meth:`add_listener` connections.
     :param persist: a file the tree is loaded from at start and saved to
         (atomically) at stop.
-    :param quotas: limits for unprivileged domains.
+    :param quotas: limits for unprivileged domains, per domain over all of
+        its connections.
     """
 
     def __init__(self, socket_path: Optional[str] = None,
@@ -68,6 +85,8 @@ class XenStoreServer:
         self._wake_w.setblocking(False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._incoming: Deque[Tuple[socket.socket, int]] = deque()
+        #: Connections not read for now because of a quota.
+        self._paused: Set[_Client] = set()
         self._lock = threading.Lock()
         self._stopping = False
         self._serving = False
@@ -113,8 +132,10 @@ class XenStoreServer:
         self._serving = True
         try:
             while not self._stopping:
-                for key, mask in self._selector.select():
+                for key, mask in self._selector.select(self._timeout()):
                     self._dispatch(key.fileobj, mask)
+                self._flush_dirty()
+                self._resume()
                 self._flush_dirty()
         finally:
             self._shutdown()
@@ -188,8 +209,22 @@ class XenStoreServer:
         client = _Client(sock, self.core.open_session(domid))
         self._clients[sock] = client
         self._by_session[client.session] = client
-        self._selector.register(sock, selectors.EVENT_READ, None)
+        self._set_events(client, _READ)
         log.debug("new connection as domain %d", domid)
+
+    def _timeout(self) -> Optional[float]:
+        for client in self._paused:
+            if not self._blocked(client):
+                return 0.0  # a paused client may go on at once
+        return None
+
+    def _blocked(self, client: _Client) -> bool:
+        """Whether the client's requests must wait for replies to drain."""
+        session = client.session
+        if session.who.privileged:
+            return session.outbox.size >= _BACKLOG_LIMIT
+        limit = self.core.quotas.outstanding
+        return bool(limit) and session.usage.outstanding >= limit
 
     def _read(self, client: _Client) -> None:
         try:
@@ -201,14 +236,56 @@ class XenStoreServer:
         if not data:
             self._drop(client)
             return
-        try:
-            packets = client.decoder.feed(data)
-        except UnexpectedPacket as error:
-            log.info("dropping client: %s", error)
-            self._drop(client)
-            return
-        for packet in packets:
-            self.core.handle(client.session, packet)
+        client.inbox.feed(data)
+        self._process(client)
+
+    def _process(self, client: _Client) -> None:
+        """Runs the client's buffered requests while its quota allows."""
+        session = client.session
+        inbox = client.inbox
+        handle = self.core.handle
+        while not session.closing:
+            if self._blocked(client):
+                # Replies may leave at once.
+                self._write_domain(session.usage)
+                if client.sock not in self._clients:
+                    return
+                if self._blocked(client):
+                    client.paused = True
+                    self._paused.add(client)
+                    break
+            try:
+                packet = inbox.next()
+            except MalformedInput as error:
+                log.info("dropping a connection of domain %d: %s",
+                         session.domid, error)
+                self._drop(client)
+                return
+            if packet is None:
+                break
+            try:
+                handle(session, packet)
+            except Exception:  # a bug must not take the daemon down
+                log.exception("request %r of domain %d failed; closing "
+                              "that connection", packet, session.domid)
+                self._drop(client)
+                return
+        self._update_interest(client)
+
+    def _resume(self) -> None:
+        for client in list(self._paused):
+            if client.sock not in self._clients:
+                self._paused.discard(client)
+            elif not self._blocked(client):
+                self._paused.discard(client)
+                client.paused = False
+                self._process(client)
+
+    def _write_domain(self, usage: DomainUsage) -> None:
+        for session in list(usage.sessions):
+            client = self._by_session.get(session)
+            if client is not None and client.session.outbox:
+                self._write(client)
 
     def _write(self, client: _Client) -> None:
         outbox = client.session.outbox
@@ -227,14 +304,27 @@ class XenStoreServer:
         self._update_interest(client)
 
     def _update_interest(self, client: _Client) -> None:
-        outbox = client.session.outbox
-        client.reading = outbox.size < _BACKLOG_LIMIT \
-            and not client.session.closing
-        events = (selectors.EVENT_READ if client.reading else 0) | \
-            (selectors.EVENT_WRITE if outbox else 0)
+        if client.sock not in self._clients:
+            return
+        session = client.session
+        reading = not (session.closing or client.paused
+                       or client.inbox.ready())
+        self._set_events(client, (_READ if reading else 0)
+                         | (_WRITE if session.outbox else 0))
+
+    def _set_events(self, client: _Client, events: int) -> None:
+        """(Un)registers the socket; a socket with nothing to wait for is
+        not in the selector at all (a hang-up is seen once it is read
+        again)."""
+        if events == client.events:
+            return
         if not events:
-            events = selectors.EVENT_READ  # still notice a hang-up
-        self._selector.modify(client.sock, events, None)
+            self._selector.unregister(client.sock)
+        elif not client.events:
+            self._selector.register(client.sock, events, None)
+        else:
+            self._selector.modify(client.sock, events, None)
+        client.events = events
 
     def _flush_dirty(self) -> None:
         core = self.core
@@ -248,10 +338,10 @@ class XenStoreServer:
         if self._clients.pop(client.sock, None) is None:
             return
         self._by_session.pop(client.session, None)
-        try:
+        self._paused.discard(client)
+        if client.events:
             self._selector.unregister(client.sock)
-        except (KeyError, ValueError):
-            pass
+            client.events = 0
         client.sock.close()
         self.core.close_session(client.session)
 
