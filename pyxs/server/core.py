@@ -234,7 +234,7 @@ def _set_perms(core: Core, session: Session, tx, payload: bytes) -> bytes:
     perms = parse_perms(fields[1:])
     if fields[0] in SPECIAL_PATHS:
         core.privileged(session)
-        core.store.special_perms[fields[0]] = perms
+        core.store.set_special_perms(fields[0], perms)
         return _OK
     path = core.node_path(session, fields[0])
     core.changed(tx, tree.set_perms(core.view(tx), session.who, core.quotas,

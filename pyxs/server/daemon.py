@@ -15,6 +15,10 @@ Invariants:
   bounded number of replies, however much it sends;
 * a connection is read only when its buffer holds no whole packet: at
   most ``_RECV_SIZE`` bytes of input wait per connection;
+* with persistence, a batch's changes are in the journal
+  (:meth:`pyxs.server.persist.Journal.flush`) before any reply of the
+  batch can be written: the journal is flushed at the end of every
+  batch and before any early write;
 * malformed input or a failing request closes that connection only; the
   loop and every other connection go on.
 """
@@ -27,8 +31,8 @@ import threading
 from collections import deque
 from typing import Any, Deque, Dict, Optional, Set, Tuple
 
-from . import persist as _persist
 from .core import Core
+from .persist import Journal
 from .quotas import DEFAULT_QUOTAS, Quotas
 from .session import DomainUsage, Inbox, MalformedInput, Session
 
@@ -62,20 +66,33 @@ class XenStoreServer:
 
     :param socket_path: where to listen as dom0 (privileged); None serves
         only :meth:`socketpair` and :meth:`add_listener` connections.
-    :param persist: a file the tree is loaded from at start and saved to
-        (atomically) at stop.
+    :param persist: a snapshot file the tree is loaded from at start; every
+        change then goes to its journal (``persist + ".journal"``) before
+        its reply is sent, and the two are compacted into a new snapshot
+        as the journal grows and at stop (see :mod:`pyxs.server.persist`).
+        A damaged file raises :exc:`~pyxs.server.persist.StoreFileError`
+        and is left untouched.
+    :param fsync: with ``persist``, when the journal is fsynced: ``always``
+        (before the replies of each batch), ``periodic`` (the default, at
+        most every ``fsync_interval`` seconds) or ``never``. A ``kill -9``
+        of the daemon loses no acknowledged change under any policy; the
+        policy decides what a power loss may take.
     :param quotas: limits for unprivileged domains, per domain over all of
         its connections.
     """
 
     def __init__(self, socket_path: Optional[str] = None,
                  persist: Optional[str] = None,
-                 quotas: Quotas = DEFAULT_QUOTAS) -> None:
+                 quotas: Quotas = DEFAULT_QUOTAS,
+                 fsync: str = "periodic",
+                 fsync_interval: float = 1.0) -> None:
         self.socket_path = socket_path
         self.persist = persist
         self.core = Core(quotas=quotas)
-        if persist and os.path.exists(persist):
-            _persist.load(self.core.store, persist)
+        self.journal: Optional[Journal] = None
+        if persist:
+            self.journal = Journal(self.core.store, persist, fsync=fsync,
+                                   fsync_interval=fsync_interval)
         self._selector = selectors.DefaultSelector()
         self._listeners: Dict[socket.socket, Tuple[int, str]] = {}
         self._clients: Dict[socket.socket, _Client] = {}
@@ -137,6 +154,8 @@ class XenStoreServer:
                 self._flush_dirty()
                 self._resume()
                 self._flush_dirty()
+                if self.journal is not None:
+                    self.journal.tick()
         finally:
             self._shutdown()
 
@@ -216,7 +235,7 @@ class XenStoreServer:
         for client in self._paused:
             if not self._blocked(client):
                 return 0.0  # a paused client may go on at once
-        return None
+        return self.journal.timeout() if self.journal is not None else None
 
     def _blocked(self, client: _Client) -> bool:
         """Whether the client's requests must wait for replies to drain."""
@@ -244,32 +263,36 @@ class XenStoreServer:
         session = client.session
         inbox = client.inbox
         handle = self.core.handle
-        while not session.closing:
-            if self._blocked(client):
-                # Replies may leave at once.
-                self._write_domain(session.usage)
-                if client.sock not in self._clients:
-                    return
+        try:
+            while not session.closing:
                 if self._blocked(client):
-                    client.paused = True
-                    self._paused.add(client)
+                    # Replies may leave at once; the journal goes first.
+                    self._flush_journal()
+                    self._write_domain(session.usage)
+                    if client.sock not in self._clients:
+                        return
+                    if self._blocked(client):
+                        client.paused = True
+                        self._paused.add(client)
+                        break
+                try:
+                    packet = inbox.next()
+                except MalformedInput as error:
+                    log.info("dropping a connection of domain %d: %s",
+                             session.domid, error)
+                    self._drop(client)
+                    return
+                if packet is None:
                     break
-            try:
-                packet = inbox.next()
-            except MalformedInput as error:
-                log.info("dropping a connection of domain %d: %s",
-                         session.domid, error)
-                self._drop(client)
-                return
-            if packet is None:
-                break
-            try:
-                handle(session, packet)
-            except Exception:  # a bug must not take the daemon down
-                log.exception("request %r of domain %d failed; closing "
-                              "that connection", packet, session.domid)
-                self._drop(client)
-                return
+                try:
+                    handle(session, packet)
+                except Exception:  # a bug must not take the daemon down
+                    log.exception("request %r of domain %d failed; closing "
+                                  "that connection", packet, session.domid)
+                    self._drop(client)
+                    return
+        finally:
+            self._flush_journal()
         self._update_interest(client)
 
     def _resume(self) -> None:
@@ -280,6 +303,10 @@ class XenStoreServer:
                 self._paused.discard(client)
                 client.paused = False
                 self._process(client)
+
+    def _flush_journal(self) -> None:
+        if self.journal is not None:
+            self.journal.flush()
 
     def _write_domain(self, usage: DomainUsage) -> None:
         for session in list(usage.sessions):
@@ -328,6 +355,7 @@ class XenStoreServer:
 
     def _flush_dirty(self) -> None:
         core = self.core
+        self._flush_journal()
         while core.dirty:
             session = core.dirty.pop()
             client = self._by_session.get(session)
@@ -365,6 +393,6 @@ class XenStoreServer:
         self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
-        if self.persist:
-            _persist.save(self.core.store, self.persist)
+        if self.journal is not None:
+            self.journal.close()
 
