@@ -66,6 +66,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     server.serve_forever()
+    if server.journal_error is not None:
+        sys.stderr.write("%s: error: the journal could not be written (%s); "
+                         "stopped without acknowledging the changes it "
+                         "lacks\n" % (parser.prog, server.journal_error))
+        return 1
     return 0
 
 

@@ -14,7 +14,8 @@ Invariants:
   that never reads its replies holds at most one read of input and a
   bounded number of replies, however much it sends;
 * a connection is read only when its buffer holds no whole packet: at
-  most ``_RECV_SIZE`` bytes of input wait per connection;
+  most ``_RECV_SIZE`` bytes of input wait per privileged connection,
+  ``_GUEST_RECV_SIZE`` (one largest packet) per unprivileged one;
 * with persistence, a batch's changes are in the journal
   (:meth:`pyxs.server.persist.Journal.flush`) before any reply of the
   batch can be written: the journal is flushed at the end of every
@@ -41,6 +42,8 @@ __all__ = ["XenStoreServer"]
 log = logging.getLogger("pyxs.server")
 
 _RECV_SIZE = 65536
+#: Unprivileged connections read at most one whole packet at a time.
+_GUEST_RECV_SIZE = 16 + 4096
 #: Stop reading from a privileged client while this much output waits.
 _BACKLOG_LIMIT = 1 << 20
 _READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
@@ -104,6 +107,11 @@ class XenStoreServer:
         self._incoming: Deque[Tuple[socket.socket, int]] = deque()
         #: Connections not read for now because of a quota.
         self._paused: Set[_Client] = set()
+        #: Listeners not polled since accept() failed.
+        self._deaf: Set[socket.socket] = set()
+        #: Set when the journal could not be written: nothing more is
+        #: sent, and the daemon stops.
+        self.journal_error: Optional[OSError] = None
         self._lock = threading.Lock()
         self._stopping = False
         self._serving = False
@@ -154,8 +162,15 @@ class XenStoreServer:
                 self._flush_dirty()
                 self._resume()
                 self._flush_dirty()
-                if self.journal is not None:
-                    self.journal.tick()
+                if self.journal is not None and self.journal_error is None:
+                    try:
+                        self.journal.tick()
+                    except OSError as error:
+                        log.critical("cannot fsync the journal %s: %s; "
+                                     "stopping", self.journal.journal_path,
+                                     error)
+                        self.journal_error = error
+                        self._stopping = True
         finally:
             self._shutdown()
 
@@ -219,7 +234,13 @@ class XenStoreServer:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as error:
-                log.warning("accept failed: %s", error)
+                # Out of descriptors (EMFILE, ENFILE...): stop listening
+                # until a connection closes, instead of spinning on a
+                # listener that stays readable.
+                log.warning("accept failed, not accepting until a "
+                            "connection closes: %s", error)
+                self._selector.unregister(listener)
+                self._deaf.add(listener)
                 return
             self._add_client(sock, domid)
 
@@ -247,7 +268,9 @@ class XenStoreServer:
 
     def _read(self, client: _Client) -> None:
         try:
-            data = client.sock.recv(_RECV_SIZE)
+            data = client.sock.recv(
+                _RECV_SIZE if client.session.who.privileged
+                else _GUEST_RECV_SIZE)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -305,8 +328,18 @@ class XenStoreServer:
                 self._process(client)
 
     def _flush_journal(self) -> None:
-        if self.journal is not None:
+        if self.journal is None or self.journal_error is not None:
+            return
+        try:
             self.journal.flush()
+        except OSError as error:
+            # Fail-stop: a reply for a change that is not in the journal
+            # would be a lie, so none is sent any more.
+            log.critical("cannot write the journal %s: %s; stopping without "
+                         "sending the replies of unjournaled changes",
+                         self.journal.journal_path, error)
+            self.journal_error = error
+            self._stopping = True
 
     def _write_domain(self, usage: DomainUsage) -> None:
         for session in list(usage.sessions):
@@ -315,6 +348,8 @@ class XenStoreServer:
                 self._write(client)
 
     def _write(self, client: _Client) -> None:
+        if self.journal_error is not None:
+            return
         outbox = client.session.outbox
         while outbox:
             try:
@@ -372,6 +407,10 @@ class XenStoreServer:
             client.events = 0
         client.sock.close()
         self.core.close_session(client.session)
+        while self._deaf:
+            listener = self._deaf.pop()
+            if listener in self._listeners:
+                self._selector.register(listener, _READ, None)
 
     def _shutdown(self) -> None:
         if self._closed:
@@ -394,5 +433,8 @@ class XenStoreServer:
         self._wake_r.close()
         self._wake_w.close()
         if self.journal is not None:
-            self.journal.close()
+            if self.journal_error is None:
+                self.journal.close()
+            else:
+                self.journal.abandon()
 

@@ -425,6 +425,15 @@ class Journal:
         self._last_sync = time.monotonic()
         self.compactions += 1
 
+    def abandon(self) -> None:
+        """Closes the journal as it is (after a write failed): the next
+        start replays what reached it."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self.store.log = None
+        self.store.special_log = None
+
     def close(self) -> None:
         """Flushes, compacts (so the next start reads one snapshot) and
         closes the journal."""

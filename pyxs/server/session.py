@@ -11,8 +11,10 @@ Invariants:
   domain's connections and not yet completely written to their sockets;
 * the output queue is bounded for events: an event identical to one still
   queued is dropped (as C xenstored 4.17 does), and beyond ``max_events``
-  queued events or ``max_event_bytes`` of them further ones are dropped, so
-  a client that never reads cannot make the daemon grow without limit
+  queued events or ``max_event_bytes`` of them (or, for an unprivileged
+  domain, ``MAX_DOMAIN_EVENT_BYTES`` over all of its connections) further
+  ones are dropped, so a client that never reads cannot make the daemon
+  grow without limit
   (replies are bounded by the daemon, which stops reading a domain at its
   outstanding-request quota);
 * the input queue holds raw bytes, at most one read's worth beyond the
@@ -33,6 +35,8 @@ __all__ = ["Session", "Outbox", "Inbox", "DomainUsage", "MalformedInput"]
 MAX_QUEUED_EVENTS = 2048
 #: Bytes of queued events per connection before new ones are dropped.
 MAX_QUEUED_EVENT_BYTES = 256 * 1024
+#: Bytes of queued events over all connections of one unprivileged domain.
+MAX_DOMAIN_EVENT_BYTES = 1 << 20
 
 _EventKey = Tuple[bytes, bytes]
 _HEADER_SIZE = HEADER.size
@@ -45,7 +49,8 @@ class MalformedInput(Exception):
 class DomainUsage:
     """The quota usage of one domain, over all of its connections."""
 
-    __slots__ = ("domid", "sessions", "outstanding", "_registry")
+    __slots__ = ("domid", "sessions", "outstanding", "event_bytes",
+                 "event_limit", "_registry")
 
     def __init__(self, domid: int,
                  registry: Dict[int, "DomainUsage"]) -> None:
@@ -53,6 +58,11 @@ class DomainUsage:
         self.sessions: List["Session"] = []
         #: Replies queued and not yet fully sent, on every connection.
         self.outstanding = 0
+        #: Bytes of events queued on every connection, and their limit
+        #: (None: only the per-connection limits apply, for dom0).
+        self.event_bytes = 0
+        self.event_limit: Optional[int] = \
+            None if domid == 0 else MAX_DOMAIN_EVENT_BYTES
         self._registry = registry
 
     @classmethod
@@ -78,6 +88,8 @@ class DomainUsage:
             self.sessions.remove(session)
             self.outstanding -= session.outbox.replies
             session.outbox.replies = 0
+            self.event_bytes -= session.outbox.event_bytes
+            session.outbox.event_bytes = 0
         if not self.sessions and self._registry.get(self.domid) is self:
             del self._registry[self.domid]
 
@@ -136,7 +148,8 @@ class Outbox:
         self.usage = usage
         self._frames: Deque[Tuple[bytes, Optional[_EventKey]]] = deque()
         self._queued_events: Set[_EventKey] = set()
-        self._event_bytes = 0
+        #: Bytes of the queued events.
+        self.event_bytes = 0
         self._sent = 0  # bytes of the head frame already sent
         self.size = 0
         self.dropped = 0
@@ -160,14 +173,19 @@ class Outbox:
         if key in self._queued_events:
             return False
         frame = encode(Op.WATCH_EVENT, 0, 0, path + b"\x00" + token + b"\x00")
+        usage = self.usage
         if len(self._queued_events) >= self.max_events or \
-                self._event_bytes + len(frame) > self.max_event_bytes:
+                self.event_bytes + len(frame) > self.max_event_bytes or (
+                    usage is not None and usage.event_limit is not None
+                    and usage.event_bytes + len(frame) > usage.event_limit):
             self.dropped += 1
             return False
         self._queued_events.add(key)
         self._frames.append((frame, key))
         self.size += len(frame)
-        self._event_bytes += len(frame)
+        self.event_bytes += len(frame)
+        if usage is not None:
+            usage.event_bytes += len(frame)
         return True
 
     def head(self) -> memoryview:
@@ -184,7 +202,9 @@ class Outbox:
             self._sent = 0
             if key is not None:
                 self._queued_events.discard(key)
-                self._event_bytes -= len(frame)
+                self.event_bytes -= len(frame)
+                if self.usage is not None:
+                    self.usage.event_bytes -= len(frame)
             else:
                 self.replies -= 1
                 if self.usage is not None:

@@ -232,3 +232,101 @@ def test_random_guest_input_never_takes_the_daemon_down(
         assert server._thread is not None and server._thread.is_alive()
     finally:
         dom0.close()
+
+
+def test_unread_events_are_bounded_per_domain(server, dom0, connect) -> None:
+    _home(dom0)
+    watchers = []
+    for index in range(8):
+        watcher = connect(GUEST)
+        watcher.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        assert watcher.call(Op.WATCH, b"ev\x00t%d\x00" % index) \
+            == b"OK\x00"
+        watchers.append(watcher)
+    long_name = b"k" * 200
+    for index in range(6000):
+        dom0.send(Op.WRITE, b"/local/domain/5/ev/%s%d\x00v"
+                  % (long_name, index))
+    dom0.sync()
+    sessions = [s for s in server.core.sessions if s.domid == GUEST]
+    assert sum(s.outbox.event_bytes for s in sessions) <= 1 << 20
+    assert sessions[0].usage.event_bytes <= 1 << 20
+    assert sum(s.outbox.dropped for s in sessions) > 0
+
+
+def test_out_of_descriptors_the_daemon_stops_accepting_without_spinning(
+        tmp_path) -> None:
+    import resource
+    import subprocess
+    import sys
+
+    sock_path = str(tmp_path / "sock")
+    log_path = str(tmp_path / "log")
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pyxs.server", "--socket", sock_path],
+            stdout=log, stderr=log, preexec_fn=low_limit,
+            env=_env_with_pyxs())
+    clients: List[RawClient] = []
+    try:
+        while True:  # wait for the socket
+            try:
+                clients.append(RawClient(sock_path))
+                break
+            except OSError:
+                assert process.poll() is None
+        for _ in range(60):  # more than 40 descriptors' worth
+            clients.append(RawClient(sock_path, timeout=0.2))
+        for client in clients:
+            client.send(Op.GET_DOMAIN_PATH, b"1\x00")
+        served = _answered(clients, within=1.0)
+        assert 10 < len(served) < len(clients), len(served)
+        for client in clients[:30]:
+            client.close()
+        late = clients[-1]
+        late.timeout = 10
+        assert late.call(Op.GET_DOMAIN_PATH, b"2\x00") \
+            == b"/local/domain/2\x00"
+        assert process.poll() is None
+    finally:
+        for client in clients:
+            client.close()
+        process.terminate()
+        process.wait(10)
+    with open(log_path) as log:
+        failures = log.read().count("accept failed")
+    assert 1 <= failures <= 5  # not once per loop round
+
+
+def _answered(clients: List[RawClient], within: float) -> List[RawClient]:
+    """The clients that got a reply within ``within`` seconds in all."""
+    import select
+    import time
+
+    waiting = {client.sock: client for client in clients}
+    answered = []
+    deadline = time.monotonic() + within
+    while waiting:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        ready, _, _ = select.select(list(waiting), [], [], left)
+        for sock in ready:
+            if sock.recv(4096):
+                answered.append(waiting.pop(sock))
+            else:
+                del waiting[sock]
+    return answered
+
+
+def _env_with_pyxs():
+    import os
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    return env

@@ -346,3 +346,38 @@ def test_bad_fsync_policy_is_refused(tmp_path) -> None:
     with pytest.raises(ValueError, match="fsync policy"):
         XenStoreServer(persist=str(tmp_path / "s"), fsync="sometimes")
     assert not os.listdir(str(tmp_path))
+
+
+def test_a_journal_that_cannot_be_written_stops_the_daemon_unacknowledged(
+        tmp_path, monkeypatch) -> None:
+    import errno
+
+    from pyxs.server import persist
+
+    store = str(tmp_path / "store")
+    server = XenStoreServer(persist=store).start()
+    client = RawClient(server.socketpair())
+    watcher = RawClient(server.socketpair())
+    watcher.call(Op.WATCH, b"/after\x00t\x00")
+    watcher.take_events()
+    assert client.call(Op.WRITE, b"/before\x00v") == b"OK\x00"
+    real = os.write
+    journal = server.journal
+    assert journal is not None
+
+    def full_disk(fd: int, data: bytes) -> int:
+        if fd == journal._fd:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data)
+
+    monkeypatch.setattr(persist.os, "write", full_disk)
+    rq_id = client.send(Op.WRITE, b"/after\x00v")
+    with pytest.raises(EOFError):
+        client.reply(rq_id)  # closed, never "OK"
+    with pytest.raises(EOFError):
+        watcher.wait_event()  # no event for the unjournaled change either
+    server.stop()
+    assert isinstance(server.journal_error, OSError)
+    monkeypatch.undo()
+    assert _read_all(store, [b"/before", b"/after"]) == {
+        b"/before": b"v", b"/after": b"ENOENT"}
