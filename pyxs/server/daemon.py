@@ -21,7 +21,11 @@ Invariants:
   batch can be written: the journal is flushed at the end of every
   batch and before any early write;
 * malformed input or a failing request closes that connection only; the
-  loop and every other connection go on.
+  loop and every other connection go on;
+* an unprivileged domain holds at most ``MAX_DOMAIN_CONNECTIONS``
+  connections (a paused connection is not polled, so its hang-up is only
+  seen once it is resumed: the cap keeps a stuck guest from piling up
+  descriptors).
 """
 
 import logging
@@ -44,6 +48,9 @@ log = logging.getLogger("pyxs.server")
 _RECV_SIZE = 65536
 #: Unprivileged connections read at most one whole packet at a time.
 _GUEST_RECV_SIZE = 16 + 4096
+#: Connections one unprivileged domain may hold at once (a guest has one
+#: ring under Xen; here each connection costs a descriptor and buffers).
+MAX_DOMAIN_CONNECTIONS = 64
 #: Stop reading from a privileged client while this much output waits.
 _BACKLOG_LIMIT = 1 << 20
 _READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
@@ -245,6 +252,13 @@ class XenStoreServer:
             self._add_client(sock, domid)
 
     def _add_client(self, sock: socket.socket, domid: int) -> None:
+        usage = self.core.usage.get(domid)
+        if domid != 0 and usage is not None and \
+                len(usage.sessions) >= MAX_DOMAIN_CONNECTIONS:
+            log.info("domain %d already has %d connections: closing a new "
+                     "one", domid, len(usage.sessions))
+            sock.close()
+            return
         sock.setblocking(False)
         client = _Client(sock, self.core.open_session(domid))
         self._clients[sock] = client

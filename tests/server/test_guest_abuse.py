@@ -330,3 +330,20 @@ def _env_with_pyxs():
     env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
     return env
+
+
+def test_a_domain_holds_at_most_64_connections(dom0, connect) -> None:
+    guests = [connect(GUEST) for _ in range(64)]
+    for guest in guests:
+        assert guest.call(Op.GET_DOMAIN_PATH, b"5\x00") \
+            == b"/local/domain/5\x00"
+    extra = connect(GUEST)
+    with pytest.raises((EOFError, ConnectionError)):
+        extra.call(Op.GET_DOMAIN_PATH, b"5\x00")
+    assert connect(6).call(Op.GET_DOMAIN_PATH, b"6\x00") \
+        == b"/local/domain/6\x00"
+    assert dom0.call(Op.GET_DOMAIN_PATH, b"0\x00") == b"/local/domain/0\x00"
+    guests[0].close()
+    guests[1].sync()  # the close is seen
+    assert connect(GUEST).call(Op.GET_DOMAIN_PATH, b"5\x00") \
+        == b"/local/domain/5\x00"
