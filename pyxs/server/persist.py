@@ -129,7 +129,7 @@ def loads(store: Store, text: str) -> None:
 def _replace_file(path: str, data: bytes, sync: bool) -> None:
     """Writes ``path`` atomically (temporary file, fsync, rename)."""
     directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=".pyxs-store-",
+    handle, temporary = tempfile.mkstemp(prefix=_temporary_prefix(path),
                                          dir=directory)
     try:
         with os.fdopen(handle, "wb") as out:
@@ -146,6 +146,24 @@ def _replace_file(path: str, data: bytes, sync: bool) -> None:
         raise
     if sync:
         _sync_directory(directory)
+
+
+def _temporary_prefix(path: str) -> str:
+    """Temporary files of ``path`` are ``.<name>.tmp-*`` next to it."""
+    return ".%s.tmp-" % os.path.basename(path)
+
+
+def _remove_leftovers(path: str) -> None:
+    """Removes temporary files a crash mid-compaction left next to
+    ``path`` (never the store files themselves)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    prefix = _temporary_prefix(path)
+    for name in os.listdir(directory):
+        if name.startswith(prefix):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
 
 
 def _sync_directory(directory: str) -> None:
@@ -290,6 +308,8 @@ class Journal:
         self.fsync_interval = fsync_interval
         self.compact_min = compact_min
         self.epoch = self._load()
+        _remove_leftovers(self.path)
+        _remove_leftovers(self.journal_path)
         self._fd: Optional[int] = None
         self._size = 0
         self._snapshot_size = 0
@@ -400,8 +420,8 @@ class Journal:
         self.epoch = epoch
         self._snapshot_size = len(snapshot)
         directory = os.path.dirname(os.path.abspath(self.path))
-        handle, temporary = tempfile.mkstemp(prefix=".pyxs-journal-",
-                                             dir=directory)
+        handle, temporary = tempfile.mkstemp(
+            prefix=_temporary_prefix(self.journal_path), dir=directory)
         try:
             header = _JOURNAL_HEADER.pack(_MAGIC, epoch)
             os.write(handle, header)

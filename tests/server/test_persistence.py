@@ -381,3 +381,16 @@ def test_a_journal_that_cannot_be_written_stops_the_daemon_unacknowledged(
     monkeypatch.undo()
     assert _read_all(store, [b"/before", b"/after"]) == {
         b"/before": b"v", b"/after": b"ENOENT"}
+
+
+def test_leftovers_of_a_crash_mid_compaction_are_removed(tmp_path) -> None:
+    copy = _crashed_copy(tmp_path)
+    directory = os.path.dirname(copy)
+    for name in (".store.tmp-abc", ".store.journal.tmp-def"):
+        with open(os.path.join(directory, name), "w") as handle:
+            handle.write("half a snapshot")
+    with open(os.path.join(directory, ".other.tmp-x"), "w") as handle:
+        handle.write("not ours")
+    assert set(_read_all(copy, _KEYS).values()) == {b"v"}
+    assert sorted(os.listdir(directory)) == [".other.tmp-x", "store",
+                                             "store.journal"]
