@@ -9,8 +9,9 @@ client: the server only hands out connected sockets
 
 from typing import Any
 
-from ..client import Client, Router
+from ..client import Client
 from ..connection import UnixSocketConnection
+from ..router import Router
 from ..server import XenStoreServer
 
 __all__ = ["inprocess_client"]
