@@ -98,3 +98,20 @@ def test_deep_tree_snapshot_round_trip() -> None:
     copy = Store()
     loads(copy, dumps(server.core.store))
     assert copy.nodes[b"/b" * 1023].value == b"deep"
+
+
+def test_the_daemon_process_survives_a_guests_deep_rm() -> None:
+    from pyxs.testing import XenStoreDaemon
+
+    with XenStoreDaemon("embedded", domains=[GUEST]) as daemon:
+        dom0 = RawClient(daemon.socket_path)
+        _guest_home(dom0)
+        guest = RawClient(daemon.domain_socket(GUEST))
+        assert guest.call(Op.WRITE, DEEP + b"\x00v") == b"OK\x00"
+        assert guest.call(Op.RM, b"a\x00") == b"OK\x00"
+        assert dom0.call(Op.RELEASE, b"5\x00") == b"OK\x00"
+        # the home was the guest's own: RELEASE removed it
+        assert dom0.call(Op.DIRECTORY, b"/local/domain\x00") == b""
+        assert daemon.running
+        guest.close()
+        dom0.close()
