@@ -167,8 +167,8 @@ class XenStoreServer:
                 for key, mask in self._selector.select(self._timeout()):
                     self._dispatch(key.fileobj, mask)
                 self._flush_dirty()
-                self._resume()
-                self._flush_dirty()
+                if self._paused and self._resume():
+                    self._flush_dirty()
                 if self.journal is not None and self.journal_error is None:
                     try:
                         self.journal.tick()
@@ -275,7 +275,7 @@ class XenStoreServer:
     def _blocked(self, client: _Client) -> bool:
         """Whether the client's requests must wait for replies to drain."""
         session = client.session
-        if session.who.privileged:
+        if session.domid == 0:  # privileged (Who.privileged)
             return session.outbox.size >= _BACKLOG_LIMIT
         limit = self.core.quotas.outstanding
         return bool(limit) and session.usage.outstanding >= limit
@@ -283,7 +283,7 @@ class XenStoreServer:
     def _read(self, client: _Client) -> None:
         try:
             data = client.sock.recv(
-                _RECV_SIZE if client.session.who.privileged
+                _RECV_SIZE if client.session.domid == 0
                 else _GUEST_RECV_SIZE)
         except (BlockingIOError, InterruptedError):
             return
@@ -330,9 +330,15 @@ class XenStoreServer:
                     return
         finally:
             self._flush_journal()
-        self._update_interest(client)
+        if session.outbox:
+            self.core.dirty.discard(session)
+            self._write(client)  # at once: one selector update, not two
+        else:
+            self._update_interest(client)
 
-    def _resume(self) -> None:
+    def _resume(self) -> bool:
+        """Goes on with paused clients whose quota allows; True if any."""
+        resumed = False
         for client in list(self._paused):
             if client.sock not in self._clients:
                 self._paused.discard(client)
@@ -340,6 +346,8 @@ class XenStoreServer:
                 self._paused.discard(client)
                 client.paused = False
                 self._process(client)
+                resumed = True
+        return resumed
 
     def _flush_journal(self) -> None:
         if self.journal is None or self.journal_error is not None:

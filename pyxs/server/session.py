@@ -40,6 +40,7 @@ MAX_DOMAIN_EVENT_BYTES = 1 << 20
 
 _EventKey = Tuple[bytes, bytes]
 _HEADER_SIZE = HEADER.size
+_unpack_header = HEADER.unpack_from
 
 
 class MalformedInput(Exception):
@@ -97,44 +98,50 @@ class DomainUsage:
 class Inbox:
     """Bytes received on one connection, handed out one packet at a time."""
 
-    __slots__ = ("_buffer",)
+    __slots__ = ("_data", "_offset")
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
+        self._data = b""
+        self._offset = 0  # where the next packet starts in _data
 
     def __len__(self) -> int:
-        return len(self._buffer)
+        return len(self._data) - self._offset
 
     def feed(self, data: bytes) -> None:
         """Appends received bytes."""
-        self._buffer += data
+        if self._offset == len(self._data):
+            self._data = data
+        else:
+            self._data = self._data[self._offset:] + data
+        self._offset = 0
 
     def ready(self) -> bool:
         """Whether a whole packet (or a framing error) is buffered."""
-        buffer = self._buffer
-        if len(buffer) < _HEADER_SIZE:
+        data, offset = self._data, self._offset
+        if len(data) - offset < _HEADER_SIZE:
             return False
-        size: int = HEADER.unpack_from(buffer)[3]
-        return size > PAYLOAD_MAX or len(buffer) >= _HEADER_SIZE + size
+        size: int = _unpack_header(data, offset)[3]
+        return size > PAYLOAD_MAX or len(data) - offset >= _HEADER_SIZE + size
 
     def next(self) -> Optional[Packet]:
         """The next whole packet, or None; MalformedInput for a header
         claiming more than 4096 payload bytes (C xenstored then drops the
         connection, and so does the daemon)."""
-        buffer = self._buffer
-        if len(buffer) < _HEADER_SIZE:
+        data, offset = self._data, self._offset
+        if len(data) - offset < _HEADER_SIZE:
             return None
-        op, rq_id, tx_id, size = HEADER.unpack_from(buffer)
+        op, rq_id, tx_id, size = _unpack_header(data, offset)
         if size > PAYLOAD_MAX:
             raise MalformedInput("packet header claims %d payload bytes, "
                                  "more than the %d allowed"
                                  % (size, PAYLOAD_MAX))
-        end = _HEADER_SIZE + size
-        if len(buffer) < end:
+        start = offset + _HEADER_SIZE
+        end = start + size
+        if len(data) < end:
             return None
-        payload = bytes(buffer[_HEADER_SIZE:end])
-        del buffer[:end]
-        return tuple.__new__(Packet, (op, rq_id, tx_id, size, payload))
+        self._offset = end
+        return tuple.__new__(Packet, (op, rq_id, tx_id, size,
+                                      data[start:end]))
 
 
 class Outbox:
