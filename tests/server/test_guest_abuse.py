@@ -283,8 +283,8 @@ def test_out_of_descriptors_the_daemon_stops_accepting_without_spinning(
             clients.append(RawClient(sock_path, timeout=0.2))
         for client in clients:
             client.send(Op.GET_DOMAIN_PATH, b"1\x00")
-        served = _answered(clients, within=1.0)
-        assert 10 < len(served) < len(clients), len(served)
+        served = _answered(clients, within=2.0)
+        assert 5 < len(served) < len(clients), len(served)
         for client in clients[:30]:
             client.close()
         late = clients[-1]
