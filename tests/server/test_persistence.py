@@ -394,3 +394,27 @@ def test_leftovers_of_a_crash_mid_compaction_are_removed(tmp_path) -> None:
     assert set(_read_all(copy, _KEYS).values()) == {b"v"}
     assert sorted(os.listdir(directory)) == [".other.tmp-x", "store",
                                              "store.journal"]
+
+
+def test_permissions_and_removals_replay_from_the_journal(tmp_path) -> None:
+    store = str(tmp_path / "store")
+    with XenStoreServer(persist=store) as server:
+        client = RawClient(server.socketpair())
+        client.call(Op.WRITE, b"/r/a/b\x00v")
+        client.call(Op.WRITE, b"/r/gone/x\x00v")
+        client.call(Op.SET_PERMS, b"/r/a\x00n3\x00r4\x00")
+        client.call(Op.SET_PERMS, b"@releaseDomain\x00n0\x00r3\x00")
+        client.call(Op.RM, b"/r/gone\x00")
+        copy = _copy_files(store, str(tmp_path / "crashed"))
+        client.close()
+    assert os.path.getsize(copy + ".journal") > 16  # replayed, not loaded
+    with XenStoreServer(persist=copy) as server:
+        client = RawClient(server.socketpair())
+        assert client.call(Op.GET_PERMS, b"/r/a\x00") == b"n3\x00r4\x00"
+        assert client.call(Op.READ, b"/r/a/b\x00") == b"v"
+        assert client.call(Op.DIRECTORY, b"/r\x00") == b"a\x00"
+        assert client.call(Op.READ, b"/r/gone/x\x00") == b"ENOENT"
+        assert server.core.store.special_perms[b"@releaseDomain"][1].domid \
+            == 3
+        assert server.core.store.owned.get(3) == 1  # /r/a only
+        client.close()
