@@ -143,5 +143,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             "%d %s" % (n, outcome) for outcome, n in sorted(counts.items()))))
     for label, why in sorted(_UNPROVISIONED.items()):
         terminalreporter.write_line(
-            "%-16s NOT PROVISIONED (its tests failed): %s" % (label, why),
+            "%-16s NOT PROVISIONED or not started (its tests failed): %s"
+            % (label, why),
             red=True)
