@@ -6,6 +6,7 @@ release offers, parallel instances, and that a release which cannot be
 provisioned fails with the reason (and is named in the summary).
 """
 
+import errno
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ import textwrap
 import pytest
 from conftest import ALL_DAEMONS, selected_daemons, split_label
 
+from pyxs.cli import EXIT_USAGE, main
 from pyxs.testing import (
     DEFAULT_RELEASE,
     XEN_RELEASES,
@@ -160,3 +162,30 @@ def test_summary_names_what_cannot_be_provisioned(tmp_path):
     assert "xenstored-4.22   NOT PROVISIONED or not started (its tests " \
         "failed): " \
         "PYXS_XEN_SOURCE names %s" % (tmp_path / "gone") in out, out
+
+
+FEATURES_PROGRAM = r"""
+import pyxs
+from pyxs._internal import Op
+with pyxs.Client() as c:
+    try:
+        print(c.execute_command(Op.GET_FEATURE, b"").rstrip(b"\x00").decode())
+    except pyxs.PyXSError as exc:
+        print(exc.args[0])
+"""
+
+
+@pytest.mark.parametrize("release, answer", [
+    ("4.17", "%d" % errno.ENOSYS), ("4.22", "14")])
+def test_sandbox_starts_the_release(capfd, monkeypatch, release, answer):
+    """GET_FEATURE tells the releases apart: 4.22's daemon answers it."""
+    monkeypatch.setenv("PYTHONPATH", REPO)
+    status = main(["sandbox", "--daemon", "xenstored", "--xen", release,
+                   "--", sys.executable, "-c", FEATURES_PROGRAM])
+    out, err = capfd.readouterr()
+    assert (status, out, err) == (0, answer + "\n", "")
+
+
+def test_sandbox_refuses_an_unknown_release(capfd):
+    assert main(["sandbox", "--xen", "4.21", "--", "true"]) == EXIT_USAGE
+    assert "invalid choice: '4.21'" in capfd.readouterr().err
