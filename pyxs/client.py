@@ -41,7 +41,10 @@ from .monitor import Monitor
 from .recipes import run_transaction
 from .router import Router, RVar
 
-__all__ = ["Client", "Monitor", "Router", "RVar"]
+__all__ = ["Client", "Monitor"]
+
+# pyxs 0.4 had these here too: importable, documented in pyxs.router.
+_04_NAMES = (Router, RVar)
 
 T = TypeVar("T")
 Path = Union[bytes, str]

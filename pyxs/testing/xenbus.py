@@ -26,7 +26,7 @@ import select
 import socket
 import termios
 import threading
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .._internal import HEADER, PAYLOAD_MAX, Op
 
@@ -259,8 +259,8 @@ class XenBusRelay:
         poller.register(wake, select.POLLIN)
         while not self._stopping:
             if held and not self._paused:
-                for packet in held:
-                    to_client += packet
+                for kept in held:
+                    to_client += kept
                 held = []
             poller.register(master, select.POLLIN |
                             (select.POLLOUT if to_client else 0))
@@ -330,7 +330,7 @@ class XenBusRelay:
             self.rewritten_replies += 1
 
 
-def _read(read: Any) -> Optional[bytes]:
+def _read(read: Callable[[], bytes]) -> Optional[bytes]:
     """One read; None when it would block, b"" at end of file."""
     try:
         return read()
@@ -342,7 +342,7 @@ def _read(read: Any) -> Optional[bytes]:
         raise
 
 
-def _write(write: Any, data: bytearray) -> int:
+def _write(write: Callable[[bytearray], int], data: bytearray) -> int:
     """One write; returns how many bytes went (0 when it would block)."""
     try:
         return write(data)
