@@ -11,6 +11,7 @@ import sys
 from typing import List, Optional, Tuple
 
 from .daemon import XenStoreServer
+from .features import RELEASES
 
 
 def _domain_socket(text: str) -> Tuple[int, str]:
@@ -32,13 +33,16 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="extra socket whose clients act as DOMID")
     parser.add_argument("--persist", metavar="FILE",
                         help="load the tree from FILE, save it on exit")
+    parser.add_argument("--xen", choices=RELEASES, default=RELEASES[0],
+                        help="speak this Xen release's protocol "
+                        "(default %(default)s)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose
                         else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s")
 
-    server = XenStoreServer(args.socket, persist=args.persist)
+    server = XenStoreServer(args.socket, persist=args.persist, xen=args.xen)
     for domid, path in args.domain_socket:
         server.add_listener(path, domid)
 

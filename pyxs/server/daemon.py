@@ -49,14 +49,16 @@ class XenStoreServer:
     :param persist: a file the tree is loaded from at start and saved to
         (atomically) at stop.
     :param quotas: limits for unprivileged domains.
+    :param xen: the Xen release whose protocol to speak: ``"4.22"`` (the
+        default: ops 23-26, watch depth) or ``"4.17"`` (neither).
     """
 
     def __init__(self, socket_path: Optional[str] = None,
                  persist: Optional[str] = None,
-                 quotas: Quotas = DEFAULT_QUOTAS) -> None:
+                 quotas: Quotas = DEFAULT_QUOTAS, xen: str = "4.22") -> None:
         self.socket_path = socket_path
         self.persist = persist
-        self.core = Core(quotas=quotas)
+        self.core = Core(quotas=quotas, xen=xen)
         if persist and os.path.exists(persist):
             _persist.load(self.core.store, persist)
         self._selector = selectors.DefaultSelector()

@@ -1,6 +1,7 @@
 """Per-domain limits, with C xenstored 4.17's defaults.
 
-Only unprivileged domains are limited; dom0 never is.
+Only unprivileged domains are limited; dom0 never is. A value of 0 disables
+that check, as SET_QUOTA's "0" does.
 """
 
 from typing import NamedTuple
