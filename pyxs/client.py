@@ -6,6 +6,7 @@ clients (and their monitors) may share one router, hence one connection.
 """
 
 import errno
+import os
 import queue
 import socket
 import threading
@@ -13,6 +14,7 @@ import warnings
 from typing import (
     Any,
     Callable,
+    Dict,
     Iterable,
     Iterator,
     List,
@@ -23,6 +25,17 @@ from typing import (
     Union,
 )
 
+from ._depth import too_deep
+from ._features import (
+    Feature,
+    check_features,
+    check_quota_name,
+    check_quota_value,
+    features_cache,
+    lacking,
+    parse_decimal,
+    parse_names,
+)
 from ._internal import (
     NUL,
     PAYLOAD_MAX,
@@ -41,6 +54,7 @@ from .exceptions import (
     PyXSError,
     TimeoutError,
     UnexpectedPacket,
+    UnsupportedOperation,
 )
 from .helpers import (
     error,
@@ -60,6 +74,7 @@ Path = Union[bytes, str]
 
 _LIST_PART_RETRIES = 16  # restarts of a DIRECTORY_PART listing that changed
 _ERROR = int(Op.ERROR)  # compared on every reply: a plain int is faster
+_DOMID_LIMIT = 0x10000  # domids of GET/SET_FEATURE and GET/SET_QUOTA
 
 
 def _is_control_domain() -> bool:
@@ -518,19 +533,139 @@ class Client:
         return Monitor(self)
 
     def control(self, *args: Union[bytes, str]) -> bytes:
-        """Sends a CONTROL (formerly DEBUG) command; returns the reply."""
+        """Sends a CONTROL (formerly DEBUG) command, e.g. ``control("help")``;
+        returns the reply without its trailing NUL."""
         if not args:
             raise TypeError("control() needs a command")
         fields = [force_bytes(arg, "argument") for arg in args]
         if any(NUL in field for field in fields):
             raise InvalidPayload(fields[0], "arguments must not contain NUL",
                                  op="CONTROL")
-        return self._send(Op.CONTROL, b"".join(f + NUL for f in fields))
+        reply = self._send(Op.CONTROL, b"".join(f + NUL for f in fields))
+        return reply[:-1] if reply.endswith(NUL) else reply
 
     def reset_watches(self) -> None:
         """Drops every watch and transaction of this connection."""
         self._ack(Op.RESET_WATCHES, NUL)
         self.tx_id = 0
+
+    # -- features and quotas (Xen 4.21 and later) ---------------------------
+
+    def _bare(self, op: int) -> bytes:
+        """Sends ``op`` with an empty payload, as libxenstore does (C
+        xenstored reads one empty field as domid 0). oxenstored answers
+        such a request only once more bytes follow, so a GET_DOMAIN_PATH
+        goes right behind it; its reply is not waited for."""
+        first = self._submit(op, b"")
+        unblock = self._submit(Op.GET_DOMAIN_PATH, b"0\x00")
+        abandon = getattr(self.router, "_abandon", None)
+        if abandon is not None:
+            abandon(unblock)  # its reply is dropped on arrival
+        try:
+            reply = first.get(self.timeout)
+        except PyXSError as exc:
+            raise exc.with_context(op_name(op)) if exc.op is None else exc
+        except BaseException:
+            if abandon is not None and not first.done():
+                abandon(first)
+            raise
+        return self._check_reply(op, reply, None)
+
+    def _new_op(self, op: int, payload: Optional[bytes]) -> bytes:
+        try:
+            return self._bare(op) if payload is None else \
+                self._send(op, payload)
+        except PyXSError as exc:
+            raise lacking(exc, op_name(op)) from None
+
+    def get_features(self, domid: Optional[int] = None) -> Feature:
+        """The :class:`~pyxs.Feature` bits the daemon offers this
+        connection, or with ``domid`` the ones set for that domain (dom0
+        only). Needs Xen 4.21's GET_FEATURE.
+
+        :raises pyxs.exceptions.UnsupportedOperation: for an older daemon.
+        """
+        payload = None if domid is None else \
+            _decimal(validate_domid(domid, limit=_DOMID_LIMIT))
+        value = parse_decimal(self._new_op(Op.GET_FEATURE, payload),
+                              "GET_FEATURE")
+        if domid is None:
+            features_cache[self.router] = value
+        return Feature(value)
+
+    def set_features(self, domid: int, features: int) -> None:
+        """Sets the features of a domain not yet introduced (dom0 only;
+        EBUSY after INTRODUCE, EINVAL for a bit the daemon lacks)."""
+        payload = _decimal(validate_domid(domid, limit=_DOMID_LIMIT)) + \
+            _decimal(check_features(features))
+        if self._new_op(Op.SET_FEATURE, payload).rstrip(NUL) != b"OK":
+            raise UnexpectedPacket("SET_FEATURE reply is not OK")
+
+    def quota_names(self) -> List[str]:
+        """The names of the daemon's quotas, e.g. ``["nodes", ...]``
+        (dom0 only; Xen 4.21's GET_QUOTA)."""
+        return parse_names(self._new_op(Op.GET_QUOTA, None))
+
+    def get_quota(self, name: Union[bytes, str],
+                  domid: Optional[int] = None) -> int:
+        """A quota of one domain, or without ``domid`` its global default
+        for new domains; 0 means the check is disabled (dom0 only)."""
+        payload = self._quota_target("GET_QUOTA", name, domid)
+        return parse_decimal(self._new_op(Op.GET_QUOTA, payload),
+                             "GET_QUOTA")
+
+    def set_quota(self, name: Union[bytes, str], value: int,
+                  domid: Optional[int] = None) -> None:
+        """Sets a quota of one domain, or without ``domid`` the global
+        default for domains created later; 0 disables the check."""
+        payload = self._quota_target("SET_QUOTA", name, domid) + \
+            _decimal(check_quota_value(value))
+        if self._new_op(Op.SET_QUOTA, payload).rstrip(NUL) != b"OK":
+            raise UnexpectedPacket("SET_QUOTA reply is not OK")
+
+    def _offers(self, feature: Feature) -> bool:
+        """Whether the daemon offers ``feature`` on this connection; asks
+        GET_FEATURE once per connection (ENOSYS: nothing offered)."""
+        known = features_cache.get(self.router)
+        if known is None:
+            try:
+                known = int(self.get_features())
+            except UnsupportedOperation:
+                known = features_cache[self.router] = 0
+        return bool(known & feature)
+
+    def _watch_depth(self, wpath: bytes, depth: Optional[int]
+                     ) -> Tuple[bytes, Optional[int]]:
+        """For :meth:`Monitor.watch`: the depth field to send, and the
+        depth the monitor must filter by itself (daemon without
+        WATCHDEPTH)."""
+        special = wpath[:1] == b"@"
+        if depth is not None:
+            depth = validate_domid(depth, "depth", limit=2 ** 31)
+            if special and (depth != 1 or b"/" in wpath):
+                raise ValueError("watch depth %d on %s: a special path takes "
+                                 "only depth 1 (events then name the domid)"
+                                 % (depth, wpath.decode("ascii")))
+        elif not (special and b"/" in wpath):
+            return b"", None
+        if self._offers(Feature.WATCHDEPTH):
+            return (b"" if depth is None else _decimal(depth)), None
+        if special:
+            raise UnsupportedOperation(
+                errno.ENOSYS, os.strerror(errno.ENOSYS),
+                reason="watching %s%s needs the daemon's WATCHDEPTH feature "
+                "(Xen 4.22), which it lacks" % (
+                    wpath.decode("ascii"),
+                    "" if depth is None else " with a depth")
+            ).with_context("WATCH", wpath)
+        return b"", depth
+
+    @staticmethod
+    def _quota_target(op: str, name: Union[bytes, str],
+                      domid: Optional[int]) -> bytes:
+        head = b"" if domid is None else \
+            _decimal(validate_domid(domid, limit=_DOMID_LIMIT))
+        return head + check_quota_name(name, op) + NUL
 
     # -- pyxs 0.3 names -----------------------------------------------------
 
@@ -597,6 +732,8 @@ class Monitor:
         self._parent = client
         self.events: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
         self.unwatch_queue: Set[Tuple[bytes, bytes]] = set()
+        #: Depths this monitor enforces itself (daemon lacks WATCHDEPTH).
+        self._depths: Dict[Tuple[bytes, bytes], int] = {}
         self._lock = threading.Lock()
         self._signal: Optional[Tuple[socket.socket, socket.socket]] = None
         attach = getattr(self.client.router, "attach", None)
@@ -629,25 +766,40 @@ class Monitor:
         for wpath, token in list(self.unwatch_queue):
             self.unwatch(wpath, token)
 
-    def watch(self, wpath: Path, token: Union[bytes, str]) -> None:
+    def watch(self, wpath: Path, token: Union[bytes, str],
+              depth: Optional[int] = None) -> None:
         """Adds a watch on ``wpath`` (or ``@introduceDomain`` /
-        ``@releaseDomain``).
+        ``@releaseDomain``, or ``@releaseDomain/<domid>`` for one domain).
 
         Any change at or below ``wpath`` (creation, removal, new value,
         new permissions) produces an event ``(path, token)``; one event
         also fires right away. Changes inside a transaction fire on commit.
+
+        :param depth: only changes at most this many levels below
+            ``wpath`` fire (0: ``wpath`` itself, 1: also its children).
+            Sent to a daemon offering :attr:`~pyxs.Feature.WATCHDEPTH`;
+            otherwise the monitor drops deeper events itself, after the
+            daemon sent them. On a special path only depth 1 is allowed
+            (events then name the domain, ``@releaseDomain/<domid>``).
         """
         wpath = validate_watch_path(wpath)
         token = validate_token(token)
+        field, own_depth = self.client._watch_depth(wpath, depth)
+        key = (wpath, token)
+        if own_depth is not None and key not in self.unwatch_queue:
+            self._depths[key] = own_depth
         router = self.client.router
         router.subscribe(token, self)
         try:
-            self.client._ack(Op.WATCH, wpath + NUL + token + NUL, wpath)
+            self.client._ack(Op.WATCH, wpath + NUL + token + NUL + field,
+                             wpath)
         except BaseException:
+            if key not in self.unwatch_queue:
+                self._depths.pop(key, None)
             if not any(t == token for _, t in self.unwatch_queue):
                 router.unsubscribe(token, self)
             raise
-        self.unwatch_queue.add((wpath, token))
+        self.unwatch_queue.add(key)
 
     def unwatch(self, wpath: Path, token: Union[bytes, str]) -> None:
         """Removes a watch added by :meth:`watch`.
@@ -658,6 +810,7 @@ class Monitor:
         token = validate_token(token)
         self.client._ack(Op.UNWATCH, wpath + NUL + token + NUL, wpath)
         self.unwatch_queue.discard((wpath, token))
+        self._depths.pop((wpath, token), None)
         if not any(t == token for _, t in self.unwatch_queue):
             self.client.router.unsubscribe(token, self)
 
@@ -665,6 +818,9 @@ class Monitor:
 
     def deliver(self, event: Event) -> None:
         """Queues an event; called by the router."""
+        if self._depths and too_deep(event[0], event[1], self.unwatch_queue,
+                                     self._depths):
+            return  # below the depth of a watch the daemon cannot limit
         self.events.put(event)
         self._notify()
 

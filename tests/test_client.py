@@ -321,9 +321,9 @@ def test_daemon_errors_einval_enosys_eexist(client):
     assert errno_of(client.execute_command, Op.TRANSACTION_END,
                     b"X\x00") == errno.EINVAL
     with pytest.raises(PyXSError) as info:
-        client.execute_command(Op.GET_FEATURE, b"0\x00")
+        client.execute_command(Op.RESTRICT, b"0\x00")
     assert info.value.args[0] == errno.ENOSYS
-    assert "GET_FEATURE" in str(info.value)
+    assert "RESTRICT" in str(info.value)
     with client.monitor() as m:
         m.watch(b"/dup", b"t")
         with pytest.raises(PyXSError) as info:
