@@ -3,7 +3,8 @@
 :class:`Core` owns the store, the domain table and every session; it never
 touches a socket, so the whole protocol can be driven from tests. It speaks
 the protocol of Xen 4.22 (ops 23-26 and CONTROL live in :mod:`.features`)
-or, with ``xen="4.17"``, that of 4.17: no ops 23-26, no watch depth.
+or, with ``xen="4.17"`` or ``"4.20"``, that of those releases: no ops
+23-26, no watch depth.
 """
 
 import re
@@ -68,6 +69,10 @@ class Core:
             raise ValueError("xen must be one of %s, not %r"
                              % (", ".join(features.RELEASES), xen))
         self.store = store or Store()
+        if store is None and xen != "4.17":
+            # Since 4.20 the special paths are nodes: created at start-up,
+            # they take two generation numbers.
+            self.store.generation += 2
         #: The global quotas (defaults for new domains).
         self.quotas = quotas
         #: The release whose protocol this daemon speaks.
@@ -75,7 +80,7 @@ class Core:
         self.domains_state = features.Domains(quotas)
         self.control_state = features.ControlState()
         self.handlers = dict(_HANDLERS)
-        if xen != "4.17":
+        if xen == "4.22":
             self.handlers.update(features.HANDLERS)
             # 4.22 lets every domain watch @releaseDomain.
             self.store.special_perms[b"@releaseDomain"] = (
@@ -168,7 +173,7 @@ class Core:
         (EINVAL otherwise, as before Xen 4.22)."""
         if len(fields) == 2:
             return None
-        offered = self.xen != "4.17" and (
+        offered = self.xen == "4.22" and (
             session.who.privileged or self.domains_state.features.get(
                 session.domid, features.FEATURES) & features.WATCHDEPTH)
         if len(fields) != 3 or not offered:
@@ -199,7 +204,7 @@ class Core:
         """Fires ``@introduceDomain`` or ``@releaseDomain`` (and from 4.22
         on their ``/<domid>`` form) for ``domid``."""
         perms = self.store.special_perms[path]
-        named = None if self.xen == "4.17" else domid
+        named = domid if self.xen == "4.22" else None
         for session in self.sessions:
             for event in events_for_special(session.watches, session.who,
                                             path, perms, named):
@@ -238,7 +243,15 @@ def _directory_part(core: Core, session: Session, tx,
 
 
 def _get_perms(core: Core, session: Session, tx, payload: bytes) -> bytes:
-    path = core.node_path(session, _one_arg(payload))
+    raw = _one_arg(payload)
+    if raw.startswith(b"@") and core.xen != "4.17":  # shown since 4.20
+        perms = core.store.special_perms.get(raw)
+        if perms is None:
+            raise XenStoreError("ENOENT")
+        if not session.who.may(perms, READ):
+            raise XenStoreError("EACCES")
+        return format_perms(perms)
+    path = core.node_path(session, raw)
     return format_perms(tree.lookup(core.view(tx), session.who, path).perms)
 
 

@@ -7,8 +7,8 @@ the per-domain state these need. Invariants: a domain's quota values are
 copied from the global ones when its state is first needed and then only
 change by SET_QUOTA; a stored quota value 0 means "no limit" and is never
 handed to the checks as 0 (:meth:`Domains.quotas_for`); features of an
-introduced domain never change. With ``xen="4.17"`` the daemon has no
-ops 23-26 (ENOSYS) and answers CONTROL as 4.17 did.
+introduced domain never change. With ``xen="4.17"`` or ``"4.20"`` the
+daemon has no ops 23-26 (ENOSYS) and answers CONTROL as that release did.
 """
 
 import logging
@@ -29,8 +29,9 @@ __all__ = ["RELEASES", "FEATURES", "WATCHDEPTH", "DOMID_ANY", "Domains",
 
 log = logging.getLogger("pyxs.server")
 
-#: The releases the daemon can behave as: the newest protocol, or 4.17's.
-RELEASES = ("4.22", "4.17")
+#: The releases the daemon can behave as: the newest protocol first; 4.20
+#: speaks 4.17's protocol with 4.22's CONTROL formats.
+RELEASES = ("4.22", "4.20", "4.17")
 ERROR, WATCHDEPTH, DOMID_ANY_BIT = 2, 4, 8
 #: What Xen 4.22's C xenstored offers (no RECONNECTION over a socket).
 FEATURES = ERROR | WATCHDEPTH | DOMID_ANY_BIT
@@ -291,12 +292,14 @@ def _quota_control(core: "Core", args: List[bytes], soft: bool) -> bytes:
     state = core.domains_state
     old = core.xen == "4.17"
     if not args:
-        rows = [("memory", _SOFT_MEMORY if old else
-                 state.defaults["soft-memory"], "Total Xenstore memory per "
-                 "domain" + (" (warning level)" if old else ""))] if soft \
+        levels = core.xen != "4.22"  # "(error level)" before 4.21
+        rows = [("memory", state.defaults["soft-memory"], "Total Xenstore "
+                 "memory per domain" + (" (warning level)" if levels
+                                        else ""))] if soft \
             else [(shown, state.defaults[name], descr)
                   for shown, name, descr in _QUOTAS_417] if old \
-            else [(name, state.defaults[name], descr)
+            else [(name, state.defaults[name], descr + (
+                " (error level)" if levels and name == "memory" else ""))
                   for name, _, descr in _QUOTAS]
         return _text("Quota settings:\n" + "".join(
             "%-17s: %8d %s\n" % row for row in rows))
