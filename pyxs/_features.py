@@ -77,7 +77,7 @@ def check_quota_value(value: Any) -> int:
 def check_quota_name(name: Any, op: str) -> bytes:
     """A quota name as bytes: printable ASCII without blanks."""
     if isinstance(name, str):
-        data = name.encode("ascii", "replace")
+        data = name.encode("utf-8")
     elif isinstance(name, bytes):
         data = name
     else:
