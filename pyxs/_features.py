@@ -13,7 +13,7 @@ import enum
 import errno
 import re
 import weakref
-from typing import Any, List, MutableMapping
+from typing import Any, List, MutableMapping, Optional
 
 from .exceptions import (
     InvalidPayload,
@@ -22,7 +22,8 @@ from .exceptions import (
     UnsupportedOperation,
 )
 
-__all__ = ["Feature", "DOMID_ANY", "features_cache", "check_features",
+__all__ = ["Feature", "DOMID_ANY", "known_features", "remember_features",
+           "check_features",
            "check_quota_name", "check_quota_value", "parse_decimal",
            "parse_names", "lacking"]
 
@@ -51,7 +52,23 @@ _UINT_MAX = 2 ** 32 - 1
 
 #: Features of each connection, asked once per router (routers never
 #: reconnect): a Monitor deciding how to set a depth watch looks here.
-features_cache: "MutableMapping[Any, int]" = weakref.WeakKeyDictionary()
+_features_of: "MutableMapping[Any, int]" = weakref.WeakKeyDictionary()
+
+
+def known_features(router: Any) -> Optional[int]:
+    """The features learnt for ``router``'s connection, if any."""
+    try:
+        return _features_of.get(router)
+    except TypeError:  # a router double without weak references
+        return None
+
+
+def remember_features(router: Any, features: int) -> None:
+    """Records the features of ``router``'s connection."""
+    try:
+        _features_of[router] = features
+    except TypeError:
+        pass
 
 
 def _check_uint(value: Any, what: str, limit: int) -> int:

@@ -31,10 +31,11 @@ from ._features import (
     check_features,
     check_quota_name,
     check_quota_value,
-    features_cache,
+    known_features,
     lacking,
     parse_decimal,
     parse_names,
+    remember_features,
 )
 from ._internal import (
     NUL,
@@ -590,7 +591,7 @@ class Client:
         value = parse_decimal(self._new_op(Op.GET_FEATURE, payload),
                               "GET_FEATURE")
         if domid is None:
-            features_cache[self.router] = value
+            remember_features(self.router, value)
         return Feature(value)
 
     def set_features(self, domid: int, features: int) -> None:
@@ -626,12 +627,13 @@ class Client:
     def _offers(self, feature: Feature) -> bool:
         """Whether the daemon offers ``feature`` on this connection; asks
         GET_FEATURE once per connection (ENOSYS: nothing offered)."""
-        known = features_cache.get(self.router)
+        known = known_features(self.router)
         if known is None:
             try:
                 known = int(self.get_features())
             except UnsupportedOperation:
-                known = features_cache[self.router] = 0
+                known = 0
+                remember_features(self.router, known)
         return bool(known & feature)
 
     def _watch_depth(self, wpath: bytes, depth: Optional[int]
