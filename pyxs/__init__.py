@@ -15,7 +15,7 @@
 from typing import Any
 
 from ._features import Feature
-from .client import Client, Monitor, Router, RVar
+from .client import Client
 from .exceptions import (
     ConnectionError,
     InvalidOperation,
@@ -28,7 +28,9 @@ from .exceptions import (
     UnexpectedPacket,
     UnsupportedOperation,
 )
+from .monitor import Monitor
 from .recipes import TransactionConflict, run_transaction, wait_for
+from .router import Router, RVar
 
 __all__ = ["Client", "Monitor", "Router", "RVar", "monitor",
            "run_transaction", "wait_for", "PyXSError", "ConnectionError",

@@ -245,14 +245,13 @@ def test_special_watches_per_domain(target, xs):
 
 def test_features_are_asked_once_per_connection(target, xs):
     count = [0]
-    real = xs.router.submit
+    real = xs.router.submit_many
 
-    def counting(op, tx_id, payload):
-        if op == 23:
-            count[0] += 1
-        return real(op, tx_id, payload)
+    def counting(requests):
+        count[0] += sum(op == 23 for op, _, _ in requests)
+        return real(requests)
 
-    xs.router.submit = counting
+    xs.router.submit_many = counting
     try:
         with xs.monitor() as m:
             for index in range(3):
@@ -260,7 +259,7 @@ def test_features_are_asked_once_per_connection(target, xs):
         with xs.monitor() as m:
             m.watch(b"/once", b"again", depth=1)
     finally:
-        del xs.router.submit
+        del xs.router.submit_many
     assert count[0] == 1
 
 
