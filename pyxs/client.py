@@ -483,7 +483,7 @@ class Client:
 
     def _bare(self, op: int) -> bytes:
         """Sends ``op`` with an empty payload, as libxenstore does (C
-        xenstored reads one empty field as domid 0). oxenstored answers
+        xenstored reads one empty field as domid 0). oxenstored 4.17 answers
         such a request only once more bytes follow, so a GET_DOMAIN_PATH
         goes in the same write; its reply is not waited for."""
         router = self.router
