@@ -1,7 +1,7 @@
 """Randomized differential tests: the embedded daemon against C xenstored.
 
-A seeded random sequence of raw requests goes to a fresh Xen 4.17 (and
-4.22) C ``xenstored`` (started by :mod:`pyxs.testing`) and to a fresh
+A seeded random sequence of raw requests goes to a fresh Xen 4.17, 4.20
+or 4.22 C ``xenstored`` (started by :mod:`pyxs.testing`) and to a fresh
 embedded :class:`~pyxs.server.XenStoreServer` behaving as that release;
 every reply must be byte-identical and every step must produce the same
 set of watch events on every connection.
@@ -52,7 +52,7 @@ EXPECTED_DIFFERENCES: Dict[str, str] = {
 SEEDS = [1, 2, 3, 4, 5, 6, 7, 8]
 #: C xenstored releases compared, each with the embedded daemon behaving
 #: as that release (4.22: its default protocol).
-RELEASES = ["4.17", "4.22"]
+RELEASES = ["4.17", "4.20", "4.22"]
 STEPS = 250
 _COMPONENTS = [b"a", b"b", b"c"]
 _TOKENS = [b"t1", b"t2"]

@@ -3,26 +3,23 @@ depth, special per-domain watches and CONTROL replies.
 
 Every test runs against daemons that speak the new protocol (Xen 4.22's C
 xenstored, the embedded daemon) and against those that do not (C xenstored
-and oxenstored of Xen 4.17 and 4.20, the embedded daemon as 4.17), where
+and oxenstored of Xen 4.17 and 4.20, the embedded daemon as 4.17: every
+daemon of the suite, plus that one), where
 the calls must fail with :class:`~pyxs.UnsupportedOperation` and watch
 depth must still mean the same thing, filtered by the monitor.
 """
 
 import errno
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List
 
 import pytest
-from conftest import selected_daemons
+from conftest import selected_daemons, split_label
 from xsassert import events_before_marker
 
 from pyxs import Client, Feature, PyXSError, UnsupportedOperation
 from pyxs.exceptions import InvalidPath, InvalidPayload
 from pyxs.testing import XenStoreDaemon
 
-#: (kind, release) of every daemon these tests run against.
-TARGETS = [("embedded", None), ("embedded", "4.17"), ("xenstored", "4.22"),
-           ("xenstored", "4.20"), ("oxenstored", "4.20"),
-           ("xenstored", "4.17"), ("oxenstored", "4.17")]
 #: What Xen 4.22's C xenstored offers over a socket (no RECONNECTION).
 OFFERED = Feature.ERROR | Feature.WATCHDEPTH | Feature.DOMID_ANY
 #: C xenstored 4.22's quotas and their defaults, in its order.
@@ -32,15 +29,15 @@ QUOTAS = [("nodes", 1000), ("watches", 128), ("outstanding", 20),
           ("node-permissions", 5), ("path-max", 2048), ("node-size", 2048)]
 
 
-def _targets() -> List[Tuple[str, Optional[str]]]:
-    kinds = selected_daemons()
-    return [target for target in TARGETS if target[0] in kinds]
+def _targets() -> List[str]:
+    """The suite's daemon labels, plus the embedded daemon as 4.17."""
+    labels = selected_daemons()
+    return labels + (["embedded-4.17"] if "embedded" in labels else [])
 
 
-@pytest.fixture(params=_targets(), ids=lambda t: t[0] + (
-    "-" + t[1] if t[1] else ""))
+@pytest.fixture(params=_targets())
 def target(request) -> Iterator[XenStoreDaemon]:
-    kind, release = request.param
+    kind, release = split_label(request.param)
     with XenStoreDaemon(kind, xen=release) as running:
         yield running
 

@@ -58,7 +58,9 @@ def release_kinds(release: str) -> Tuple[str, ...]:
         return ("xenstored",)
     return ("xenstored", "oxenstored")
 
-_START_TIMEOUT = 10.0
+# Generous: a loaded 2-core machine once took over 10 s to start the
+# embedded daemon (a Python process), and a dead daemon ends the wait at once.
+_START_TIMEOUT = 30.0
 
 
 class XenStoreDaemon:

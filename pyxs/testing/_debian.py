@@ -16,7 +16,8 @@ library (libc6): its binaries run through its own dynamic loader (see
 Invariants: each unpacked root is a cache entry (``xen-root`` for the
 host's 4.17, ``xen-<release>-<suite>`` otherwise), made complete under its
 lock and renamed into place; the private apt state lives in
-``apt-<suite>`` and is guarded by the same lock as the entries it feeds.
+``apt-<suite>``, is guarded by the same lock as the entry it feeds and is
+removed once that entry is complete.
 """
 
 import glob
@@ -76,7 +77,13 @@ def fetch_release(release: str) -> str:
                 for name in _LIBRARIES]
             _unpack_into(private, _download(
                 ["%s/%s" % (name, suite) for name in names], options))
+            # Its lists would be stale by the next fetch: drop them.
+            shutil.rmtree(_apt_dir(suite), ignore_errors=True)
     return private
+
+
+def _apt_dir(suite: str) -> str:
+    return os.path.join(cache_dir(), "apt-" + suite)
 
 
 def _host_knows(package: str) -> bool:
@@ -126,7 +133,7 @@ def _private_apt(suite: str) -> List[str]:
         raise ProvisionError("fetching Debian %s's packages needs Debian's "
                              "archive keys (%s; package "
                              "debian-archive-keyring)" % (suite, _KEYRING))
-    base = os.path.join(cache_dir(), "apt-" + suite)
+    base = _apt_dir(suite)
     lists = os.path.join(base, "lists")
     cache = os.path.join(base, "cache")
     for directory in (os.path.join(lists, "partial"),
