@@ -14,14 +14,38 @@ the daemon's prefix rule (a watch fires for ``path`` iff ``path`` is
 :func:`within_depth` yields exactly the events a depth watch would get.
 """
 
-from typing import Iterable, Mapping, Optional, Tuple
+from typing import Any, Iterable, Mapping, Optional, Tuple
 
-__all__ = ["levels_below", "within_depth", "too_deep", "is_special"]
+__all__ = ["levels_below", "within_depth", "too_deep", "is_special",
+           "check_depth"]
 
 
 def is_special(wpath: bytes) -> bool:
     """True for the ``@`` watch paths (``@releaseDomain`` and the like)."""
     return wpath[:1] == b"@"
+
+
+def check_depth(wpath: bytes, depth: Any) -> Tuple[Optional[int], bool]:
+    """Checks the depth of a watch on ``wpath`` (already validated);
+    returns it and whether the watch needs to know if the daemon offers
+    WATCHDEPTH (a depth, or a special path naming one domain).
+
+    Special paths take only depth 1 (``ValueError`` otherwise).
+    """
+    domain_path = is_special(wpath) and b"/" in wpath
+    if depth is None:
+        return None, domain_path
+    if isinstance(depth, bool) or not isinstance(depth, int):
+        raise TypeError("depth must be an int, not %s"
+                        % type(depth).__name__)
+    if not 0 <= depth < 2 ** 31:
+        raise ValueError("watch depth %d is out of range (0 to %d)"
+                         % (depth, 2 ** 31 - 1))
+    if is_special(wpath) and (depth != 1 or domain_path):
+        raise ValueError("watch depth %d on %s: a special path takes only "
+                         "depth 1 (events then name the domid)"
+                         % (depth, wpath.decode("ascii")))
+    return int(depth), True
 
 
 def levels_below(path: bytes, wpath: bytes) -> Optional[int]:

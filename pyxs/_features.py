@@ -11,6 +11,7 @@ Invariants: every value sent or accepted is a decimal ``unsigned int``;
 
 import enum
 import errno
+import os
 import re
 import weakref
 from typing import Any, List, MutableMapping, Optional
@@ -23,6 +24,7 @@ from .exceptions import (
 )
 
 __all__ = ["Feature", "DOMID_ANY", "known_features", "remember_features",
+           "feature_payload", "quota_payload", "lacks_watchdepth",
            "check_features",
            "check_quota_name", "check_quota_value", "parse_decimal",
            "parse_names", "lacking"]
@@ -49,6 +51,7 @@ class Feature(enum.IntFlag):
 _DECIMAL = re.compile(rb"(0|[1-9][0-9]{0,9})\x00?\Z")
 _NAME = re.compile(rb"[!-~]+\Z")  # printable ASCII, no blank
 _UINT_MAX = 2 ** 32 - 1
+_DOMID_LIMIT = 0x10000  # C xenstored refuses larger domids (EINVAL)
 
 #: Features of each connection, asked once per router (routers never
 #: reconnect): a Monitor deciding how to set a depth watch looks here.
@@ -104,6 +107,36 @@ def check_quota_name(name: Any, op: str) -> bytes:
         raise InvalidPayload(name, "a quota name is printable ASCII "
                              "without blanks, e.g. 'nodes'", op=op)
     return data
+
+
+def _domid_field(domid: Any) -> bytes:
+    return b"%d\x00" % _check_uint(domid, "domid", _DOMID_LIMIT)
+
+
+def feature_payload(domid: Any, features: Any = None) -> bytes:
+    """The payload of GET_FEATURE for a domain, or of SET_FEATURE."""
+    return _domid_field(domid) + (b"" if features is None else
+                                  b"%d\x00" % check_features(features))
+
+
+def quota_payload(op: str, name: Any, domid: Any = None,
+                  value: Any = None) -> bytes:
+    """The payload of GET_QUOTA (``value`` None) or SET_QUOTA; without
+    ``domid``, for the global values."""
+    head = b"" if domid is None else _domid_field(domid)
+    tail = b"" if value is None else b"%d\x00" % check_quota_value(value)
+    return head + check_quota_name(name, op) + b"\x00" + tail
+
+
+def lacks_watchdepth(wpath: bytes, depth: Any) -> UnsupportedOperation:
+    """The refusal of a special watch that needs WATCHDEPTH."""
+    refusal = UnsupportedOperation(
+        errno.ENOSYS, os.strerror(errno.ENOSYS),
+        reason="watching %s%s needs the daemon's WATCHDEPTH feature "
+        "(Xen 4.22), which it lacks" % (
+            wpath.decode("ascii"), "" if depth is None else " with a depth"))
+    refusal.with_context("WATCH", wpath)
+    return refusal
 
 
 def parse_decimal(reply: bytes, op: str) -> int:

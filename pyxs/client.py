@@ -6,7 +6,6 @@ clients (and their monitors) may share one router, hence one connection.
 """
 
 import errno
-import os
 import threading
 import warnings
 from typing import (
@@ -23,13 +22,11 @@ from typing import (
 
 from ._features import (
     Feature,
-    check_features,
-    check_quota_name,
-    check_quota_value,
-    known_features,
+    feature_payload,
     lacking,
     parse_decimal,
     parse_names,
+    quota_payload,
     remember_features,
 )
 from ._internal import NUL, PAYLOAD_MAX, Op, Packet, op_name, split_names
@@ -41,7 +38,6 @@ from .exceptions import (
     InvalidPayload,
     PyXSError,
     UnexpectedPacket,
-    UnsupportedOperation,
 )
 from .helpers import (
     error,
@@ -61,7 +57,6 @@ Path = Union[bytes, str]
 
 _LIST_PART_RETRIES = 16  # restarts of a DIRECTORY_PART listing that changed
 _ERROR = int(Op.ERROR)  # compared on every reply: a plain int is faster
-_DOMID_LIMIT = 0x10000  # domids of GET/SET_FEATURE and GET/SET_QUOTA
 
 
 def _is_control_domain() -> bool:
@@ -493,26 +488,29 @@ class Client:
             (op, self.tx_id, b""), (Op.GET_DOMAIN_PATH, self.tx_id, b"0\0")])
         try:
             reply = first.get(self.timeout)
-        except PyXSError as exc:
-            raise exc.with_context(op_name(op)) if exc.op is None else exc
         except BaseException:
             if not first.done():
                 router.abandon(first)
             raise
-        refusal = check_reply(op, self.tx_id, reply)
+        refusal = check_reply(op, self.tx_id, reply) or (
+            error(reply.payload.rstrip(NUL)) if reply.op == _ERROR else None)
         if refusal is not None:
             raise refusal
-        if reply.op == _ERROR:
-            raise error(reply.payload.rstrip(NUL)).with_context(op_name(op))
-        payload: bytes = reply.payload
-        return payload
+        return bytes(reply.payload)
 
-    def _new_op(self, op: int, payload: Optional[bytes]) -> bytes:
+    def _new_op(self, op: int, payload: Optional[bytes],
+                ack: bool = False) -> bytes:
         try:
-            return self._bare(op) if payload is None else \
+            reply = self._bare(op) if payload is None else \
                 self._send(op, payload)
         except PyXSError as exc:
+            if exc.op is None:
+                exc.with_context(op_name(op))
             raise lacking(exc, op_name(op)) from None
+        if ack and reply.rstrip(NUL) != b"OK":
+            raise UnexpectedPacket("%s reply is %r, not OK" % (
+                op_name(op), reply[:40]))
+        return reply
 
     def get_features(self, domid: Optional[int] = None) -> Feature:
         """The :class:`~pyxs.Feature` bits the daemon offers this
@@ -521,8 +519,7 @@ class Client:
 
         :raises pyxs.exceptions.UnsupportedOperation: for an older daemon.
         """
-        payload = None if domid is None else \
-            _decimal(validate_domid(domid, limit=_DOMID_LIMIT))
+        payload = None if domid is None else feature_payload(domid)
         value = parse_decimal(self._new_op(Op.GET_FEATURE, payload),
                               "GET_FEATURE")
         if domid is None:
@@ -532,10 +529,7 @@ class Client:
     def set_features(self, domid: int, features: int) -> None:
         """Sets the features of a domain not yet introduced (dom0 only;
         EBUSY after INTRODUCE, EINVAL for a bit the daemon lacks)."""
-        payload = _decimal(validate_domid(domid, limit=_DOMID_LIMIT)) + \
-            _decimal(check_features(features))
-        if self._new_op(Op.SET_FEATURE, payload).rstrip(NUL) != b"OK":
-            raise UnexpectedPacket("SET_FEATURE reply is not OK")
+        self._new_op(Op.SET_FEATURE, feature_payload(domid, features), True)
 
     def quota_names(self) -> List[str]:
         """The names of the daemon's quotas, e.g. ``["nodes", ...]``
@@ -546,7 +540,7 @@ class Client:
                   domid: Optional[int] = None) -> int:
         """A quota of one domain, or without ``domid`` its global default
         for new domains; 0 means the check is disabled (dom0 only)."""
-        payload = self._quota_target("GET_QUOTA", name, domid)
+        payload = quota_payload("GET_QUOTA", name, domid)
         return parse_decimal(self._new_op(Op.GET_QUOTA, payload),
                              "GET_QUOTA")
 
@@ -554,55 +548,8 @@ class Client:
                   domid: Optional[int] = None) -> None:
         """Sets a quota of one domain, or without ``domid`` the global
         default for domains created later; 0 disables the check."""
-        payload = self._quota_target("SET_QUOTA", name, domid) + \
-            _decimal(check_quota_value(value))
-        if self._new_op(Op.SET_QUOTA, payload).rstrip(NUL) != b"OK":
-            raise UnexpectedPacket("SET_QUOTA reply is not OK")
-
-    def _offers(self, feature: Feature) -> bool:
-        """Whether the daemon offers ``feature`` on this connection; asks
-        GET_FEATURE once per connection (ENOSYS: nothing offered)."""
-        known = known_features(self.router)
-        if known is None:
-            try:
-                known = int(self.get_features())
-            except UnsupportedOperation:
-                known = 0
-                remember_features(self.router, known)
-        return bool(known & feature)
-
-    def _watch_depth(self, wpath: bytes, depth: Optional[int]
-                     ) -> Tuple[bytes, Optional[int]]:
-        """For :meth:`Monitor.watch`: the depth field to send, and the
-        depth the monitor must filter by itself (daemon without
-        WATCHDEPTH)."""
-        special = wpath[:1] == b"@"
-        if depth is not None:
-            depth = validate_domid(depth, "depth", limit=2 ** 31)
-            if special and (depth != 1 or b"/" in wpath):
-                raise ValueError("watch depth %d on %s: a special path takes "
-                                 "only depth 1 (events then name the domid)"
-                                 % (depth, wpath.decode("ascii")))
-        elif not (special and b"/" in wpath):
-            return b"", None
-        if self._offers(Feature.WATCHDEPTH):
-            return (b"" if depth is None else _decimal(depth)), None
-        if special:
-            raise UnsupportedOperation(
-                errno.ENOSYS, os.strerror(errno.ENOSYS),
-                reason="watching %s%s needs the daemon's WATCHDEPTH feature "
-                "(Xen 4.22), which it lacks" % (
-                    wpath.decode("ascii"),
-                    "" if depth is None else " with a depth")
-            ).with_context("WATCH", wpath)
-        return b"", depth
-
-    @staticmethod
-    def _quota_target(op: str, name: Union[bytes, str],
-                      domid: Optional[int]) -> bytes:
-        head = b"" if domid is None else \
-            _decimal(validate_domid(domid, limit=_DOMID_LIMIT))
-        return head + check_quota_name(name, op) + NUL
+        self._new_op(Op.SET_QUOTA, quota_payload("SET_QUOTA", name, domid,
+                                                 value), True)
 
     # -- pyxs 0.3 names -----------------------------------------------------
 

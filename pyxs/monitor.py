@@ -25,10 +25,21 @@ from typing import (
     Union,
 )
 
-from ._depth import too_deep
+from ._depth import check_depth, too_deep
+from ._features import (
+    Feature,
+    known_features,
+    lacks_watchdepth,
+    remember_features,
+)
 from ._internal import NUL, Event, Op
 from ._wakeup import Wakeup
-from .exceptions import ConnectionError, PyXSError, TimeoutError
+from .exceptions import (
+    ConnectionError,
+    PyXSError,
+    TimeoutError,
+    UnsupportedOperation,
+)
 from .helpers import validate_token, validate_watch_path
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,6 +48,28 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Monitor"]
 
 Path = Union[bytes, str]
+
+
+def _depth_field(client: "Client", wpath: bytes, depth: Optional[int]
+                 ) -> Tuple[bytes, Optional[int]]:
+    """For :meth:`Monitor.watch`: the depth field to send, and the depth
+    the monitor filters by itself (the daemon lacks WATCHDEPTH). Asks
+    GET_FEATURE once per connection (ENOSYS: nothing offered)."""
+    depth, needed = check_depth(wpath, depth)
+    if not needed:
+        return b"", None
+    known = known_features(client.router)
+    if known is None:
+        try:
+            known = int(client.get_features())
+        except UnsupportedOperation:
+            known = 0
+            remember_features(client.router, known)
+    if known & Feature.WATCHDEPTH:
+        return (b"" if depth is None else b"%d\x00" % depth), None
+    if wpath[:1] == b"@":
+        raise lacks_watchdepth(wpath, depth)
+    return b"", depth
 
 
 class _Lost:
@@ -126,7 +159,7 @@ class Monitor:
         """
         wpath = validate_watch_path(wpath)
         token = validate_token(token)
-        field, own_depth = self.client._watch_depth(wpath, depth)
+        field, own_depth = _depth_field(self.client, wpath, depth)
         key = (wpath, token)
         if own_depth is not None and key not in self.unwatch_queue:
             self._depths[key] = own_depth
