@@ -19,7 +19,7 @@ Invariants
 
 from typing import List, Optional
 
-__all__ = ["Outbox"]
+__all__ = ["Outbox", "stream_intact"]
 
 
 class Outbox:
@@ -59,3 +59,21 @@ class Outbox:
         stranded = bool(self.queued)
         self.queued.clear()
         return stranded
+
+
+def stream_intact(stranded: bool, unsent: int, untouched_size: int,
+                  timed_out: bool, write_error: bool) -> bool:
+    """After a failed write: may the connection go on?
+
+    Yes when no other caller's request was left queued (``stranded``) and
+    either an interrupt (not an error of the write itself) came between
+    whole requests (``unsent == 0``), or the write timed out before any byte
+    of the writer's own requests went out (``unsent`` equals their
+    ``untouched_size``; -1 when the failed write held others' requests).
+    Anything else leaves the stream desynchronised: close it.
+    """
+    if stranded:
+        return False
+    if timed_out:
+        return unsent == untouched_size
+    return unsent == 0 and not write_error

@@ -168,10 +168,10 @@ class TreeWalk:
                 continue  # pruned by the caller
             path = frame[_PREFIX] + name
             if seen is None:
-                node = self.node(path, requests)
-                if node is None:
+                fetched = self.node(path, requests)
+                if fetched is None:
                     continue  # removed while we walked
-                value, children = node
+                value, children = fetched
                 sub = self._frame(path, value, children) if children \
                     else None
             else:
@@ -189,8 +189,8 @@ class TreeWalk:
     def _frame(self, path: bytes, value: bytes, children: List[bytes]
                ) -> List[Any]:
         prefix = path if path.endswith(b"/") else path + b"/"
-        frame = [path, value, children, iter(list(children)), deque(),
-                 None, prefix, 0]
+        frame: List[Any] = [path, value, children, iter(list(children)),
+                            deque(), None, prefix, 0]
         self._top_up(frame)
         return frame
 

@@ -5,10 +5,10 @@ Xen's daemons (``xenstored-4.17`` ... ``xenstored-4.22``, see
 :data:`pyxs.testing.XEN_RELEASES`) and ``embedded`` for pyxs's own.
 ``PYXS_TEST_DAEMONS`` (comma-separated) picks them; each entry is a label,
 a kind (every release of it: ``xenstored``) or a release (every daemon of
-it: ``4.20``). By default all of them run; ``--xen RELEASE`` keeps Xen's
-daemons of that release only. A daemon that cannot be started fails its
-tests with the reason, and the summary at the end says which could not be
-provisioned: nothing is skipped.
+it: ``4.20``). By default all of them run; ``--xen RELEASE`` (or
+``PYXS_TEST_XEN``) keeps Xen's daemons of that release only. A daemon that
+cannot be started fails its tests with the reason, and the summary at the
+end says which could not be provisioned: nothing is skipped.
 """
 
 import collections

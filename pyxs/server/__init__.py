@@ -14,8 +14,9 @@ throughout with ``xen="4.17"``)::
 from .core import Core
 from .daemon import XenStoreServer
 from .errors import XenStoreError
+from .persist import StoreFileError
 from .quotas import DEFAULT_QUOTAS, Quotas
 from .store import Store
 
 __all__ = ["XenStoreServer", "Core", "Store", "Quotas", "DEFAULT_QUOTAS",
-           "XenStoreError"]
+           "XenStoreError", "StoreFileError"]
