@@ -14,6 +14,7 @@
 
 from typing import Any
 
+from ._features import Feature
 from .client import Client
 from .exceptions import (
     ConnectionError,
@@ -25,6 +26,7 @@ from .exceptions import (
     PyXSError,
     TimeoutError,
     UnexpectedPacket,
+    UnsupportedOperation,
 )
 from .monitor import Monitor
 from .recipes import TransactionConflict, run_transaction, wait_for
@@ -34,7 +36,8 @@ __all__ = ["Client", "Monitor", "Router", "RVar", "monitor",
            "run_transaction", "wait_for", "PyXSError", "ConnectionError",
            "UnexpectedPacket", "InvalidOperation", "InvalidPayload",
            "InvalidPath", "InvalidPermission", "InvalidToken",
-           "TimeoutError", "TransactionConflict", "__version__"]
+           "TimeoutError", "TransactionConflict", "Feature",
+           "UnsupportedOperation", "__version__"]
 
 __version__ = "0.5.0"
 

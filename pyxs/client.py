@@ -20,6 +20,15 @@ from typing import (
     Union,
 )
 
+from ._features import (
+    Feature,
+    feature_payload,
+    lacking,
+    parse_decimal,
+    parse_names,
+    quota_payload,
+    remember_features,
+)
 from ._internal import NUL, PAYLOAD_MAX, Op, Packet, op_name, split_names
 from ._pending import check_reply
 from ._walk import TreeWalk
@@ -463,19 +472,98 @@ class Client:
         return Monitor(self)
 
     def control(self, *args: Union[bytes, str]) -> bytes:
-        """Sends a CONTROL (formerly DEBUG) command; returns the reply."""
+        """Sends a CONTROL (formerly DEBUG) command, e.g. ``control("help")``;
+        returns the reply without its trailing NUL."""
         if not args:
             raise TypeError("control() needs a command")
         fields = [force_bytes(arg, "argument") for arg in args]
         if any(NUL in field for field in fields):
             raise InvalidPayload(fields[0], "arguments must not contain NUL",
                                  op="CONTROL")
-        return self._send(Op.CONTROL, b"".join(f + NUL for f in fields))
+        reply = self._send(Op.CONTROL, b"".join(f + NUL for f in fields))
+        return reply[:-1] if reply.endswith(NUL) else reply
 
     def reset_watches(self) -> None:
         """Drops every watch and transaction of this connection."""
         self._ack(Op.RESET_WATCHES, NUL)
         self.tx_id = 0
+
+    # -- features and quotas (Xen 4.21 and later) ---------------------------
+
+    def _bare(self, op: int) -> bytes:
+        """Sends ``op`` with an empty payload, as libxenstore does (C
+        xenstored reads one empty field as domid 0). oxenstored 4.17 answers
+        such a request only once more bytes follow, so a GET_DOMAIN_PATH
+        goes in the same write; its reply is not waited for."""
+        router = self.router
+        if type(router) is not Router:  # a test double: no unblocking
+            return self._send(op, b"")
+        first, _ = router.submit_many([
+            (op, self.tx_id, b""), (Op.GET_DOMAIN_PATH, self.tx_id, b"0\0")])
+        try:
+            reply = first.get(self.timeout)
+        except BaseException:
+            if not first.done():
+                router.abandon(first)
+            raise
+        refusal = check_reply(op, self.tx_id, reply) or (
+            error(reply.payload.rstrip(NUL)) if reply.op == _ERROR else None)
+        if refusal is not None:
+            raise refusal
+        return bytes(reply.payload)
+
+    def _new_op(self, op: int, payload: Optional[bytes],
+                ack: bool = False) -> bytes:
+        try:
+            reply = self._bare(op) if payload is None else \
+                self._send(op, payload)
+        except PyXSError as exc:
+            if exc.op is None:
+                exc.with_context(op_name(op))
+            raise lacking(exc, op_name(op)) from None
+        if ack and reply.rstrip(NUL) != b"OK":
+            raise UnexpectedPacket("%s reply is %r, not OK" % (
+                op_name(op), reply[:40]))
+        return reply
+
+    def get_features(self, domid: Optional[int] = None) -> Feature:
+        """The :class:`~pyxs.Feature` bits the daemon offers this
+        connection, or with ``domid`` the ones set for that domain (dom0
+        only). Needs Xen 4.21's GET_FEATURE.
+
+        :raises pyxs.exceptions.UnsupportedOperation: for an older daemon.
+        """
+        payload = None if domid is None else feature_payload(domid)
+        value = parse_decimal(self._new_op(Op.GET_FEATURE, payload),
+                              "GET_FEATURE")
+        if domid is None:
+            remember_features(self.router, value)
+        return Feature(value)
+
+    def set_features(self, domid: int, features: int) -> None:
+        """Sets the features of a domain not yet introduced (dom0 only;
+        EBUSY after INTRODUCE, EINVAL for a bit the daemon lacks)."""
+        self._new_op(Op.SET_FEATURE, feature_payload(domid, features), True)
+
+    def quota_names(self) -> List[str]:
+        """The names of the daemon's quotas, e.g. ``["nodes", ...]``
+        (dom0 only; Xen 4.21's GET_QUOTA)."""
+        return parse_names(self._new_op(Op.GET_QUOTA, None))
+
+    def get_quota(self, name: Union[bytes, str],
+                  domid: Optional[int] = None) -> int:
+        """A quota of one domain, or without ``domid`` its global default
+        for new domains; 0 means the check is disabled (dom0 only)."""
+        payload = quota_payload("GET_QUOTA", name, domid)
+        return parse_decimal(self._new_op(Op.GET_QUOTA, payload),
+                             "GET_QUOTA")
+
+    def set_quota(self, name: Union[bytes, str], value: int,
+                  domid: Optional[int] = None) -> None:
+        """Sets a quota of one domain, or without ``domid`` the global
+        default for domains created later; 0 disables the check."""
+        self._new_op(Op.SET_QUOTA, quota_payload("SET_QUOTA", name, domid,
+                                                 value), True)
 
     # -- pyxs 0.3 names -----------------------------------------------------
 

@@ -14,7 +14,7 @@ from ._ops import op_name
 
 __all__ = ["PyXSError", "InvalidOperation", "InvalidPayload", "InvalidPath",
            "InvalidPermission", "InvalidToken", "ConnectionError",
-           "UnexpectedPacket", "TimeoutError"]
+           "UnexpectedPacket", "TimeoutError", "UnsupportedOperation"]
 
 _SHOWN = 60  # at most this many characters of user data in a message
 
@@ -173,6 +173,23 @@ class ConnectionError(PyXSError):
 
 class UnexpectedPacket(PyXSError):
     """Raised when the daemon sends something the protocol does not allow."""
+
+
+class UnsupportedOperation(PyXSError):
+    """Raised when the daemon lacks an operation or a feature a call needs.
+
+    ``args == (errno.ENOSYS, strerror)`` as for the daemon's own ENOSYS
+    reply; the message says what is missing (e.g. ``GET_QUOTA`` on a
+    daemon older than Xen 4.21, or ``WATCHDEPTH``).
+    """
+
+    def __init__(self, *args: Any, reason: str = "") -> None:
+        super().__init__(*args)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return "%s: %s" % (text, self.reason) if self.reason else text
 
 
 # PyXSError's read-only errno/strerror (from args, as in pyxs 0.4) shadow

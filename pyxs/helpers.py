@@ -28,6 +28,9 @@ SPECIAL_WATCH_PATHS = (b"@introduceDomain", b"@releaseDomain")
 
 _PATH_CHARS = re.compile(rb"[a-zA-Z0-9\-/_@]+\Z")
 _PERM = re.compile(rb"[wrbn](\d+)\Z")
+# One domain's special watch (Xen 4.22, needs WATCHDEPTH).
+_SPECIAL_DOMAIN = re.compile(rb"@(introduceDomain|releaseDomain)/"
+                             rb"(0|[1-9][0-9]{0,4})\Z")
 
 Text = Union[bytes, str]
 
@@ -107,12 +110,15 @@ def _check_path(path: bytes) -> bytes:
 
 
 def validate_watch_path(wpath: Text) -> bytes:
-    """Like :func:`validate_path`, but also accepts the special ``@`` paths."""
+    """Like :func:`validate_path`, but also accepts the special ``@`` paths
+    (``@releaseDomain/<domid>`` included)."""
     wpath = _path_bytes(wpath)
     if wpath.startswith(b"@"):
-        if wpath not in SPECIAL_WATCH_PATHS:
+        if wpath not in SPECIAL_WATCH_PATHS and \
+                not _SPECIAL_DOMAIN.match(wpath):
             raise InvalidPath(wpath, "the only special watch paths are "
-                                     "@introduceDomain and @releaseDomain")
+                                     "@introduceDomain and @releaseDomain "
+                                     "(and @releaseDomain/<domid>)")
         return wpath
     return validate_path(wpath)
 

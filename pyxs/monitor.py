@@ -14,11 +14,32 @@ readable exactly while an event (or the end) is queued.
 import os
 import queue
 import threading
-from typing import TYPE_CHECKING, Any, Iterator, Optional, Set, Tuple, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Dict,
+    Iterator,
+    Optional,
+    Set,
+    Tuple,
+    Union,
+)
 
+from ._depth import check_depth, too_deep
+from ._features import (
+    Feature,
+    known_features,
+    lacks_watchdepth,
+    remember_features,
+)
 from ._internal import NUL, Event, Op
 from ._wakeup import Wakeup
-from .exceptions import ConnectionError, PyXSError, TimeoutError
+from .exceptions import (
+    ConnectionError,
+    PyXSError,
+    TimeoutError,
+    UnsupportedOperation,
+)
 from .helpers import validate_token, validate_watch_path
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,6 +48,28 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Monitor"]
 
 Path = Union[bytes, str]
+
+
+def _depth_field(client: "Client", wpath: bytes, depth: Optional[int]
+                 ) -> Tuple[bytes, Optional[int]]:
+    """For :meth:`Monitor.watch`: the depth field to send, and the depth
+    the monitor filters by itself (the daemon lacks WATCHDEPTH). Asks
+    GET_FEATURE once per connection (ENOSYS: nothing offered)."""
+    depth, needed = check_depth(wpath, depth)
+    if not needed:
+        return b"", None
+    known = known_features(client.router)
+    if known is None:
+        try:
+            known = int(client.get_features())
+        except UnsupportedOperation:
+            known = 0
+            remember_features(client.router, known)
+    if known & Feature.WATCHDEPTH:
+        return (b"" if depth is None else b"%d\x00" % depth), None
+    if wpath[:1] == b"@":
+        raise lacks_watchdepth(wpath, depth)
+    return b"", depth
 
 
 class _Lost:
@@ -63,6 +106,8 @@ class Monitor:
         #: connection ends, a marker that makes every later wait fail).
         self.events: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
         self.unwatch_queue: Set[Tuple[bytes, bytes]] = set()
+        #: Depths this monitor enforces itself (daemon lacks WATCHDEPTH).
+        self._depths: Dict[Tuple[bytes, bytes], int] = {}
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._signal: Optional[Wakeup] = None
@@ -96,25 +141,40 @@ class Monitor:
         for wpath, token in list(self.unwatch_queue):
             self.unwatch(wpath, token)
 
-    def watch(self, wpath: Path, token: Path) -> None:
+    def watch(self, wpath: Path, token: Path,
+              depth: Optional[int] = None) -> None:
         """Adds a watch on ``wpath`` (or ``@introduceDomain`` /
-        ``@releaseDomain``).
+        ``@releaseDomain``, or ``@releaseDomain/<domid>`` for one domain).
 
         Any change at or below ``wpath`` (creation, removal, new value,
         new permissions) produces an event ``(path, token)``; one event
         also fires right away. Changes inside a transaction fire on commit.
+
+        :param depth: only changes at most this many levels below
+            ``wpath`` fire (0: ``wpath`` itself, 1: also its children).
+            Sent to a daemon offering :attr:`~pyxs.Feature.WATCHDEPTH`;
+            otherwise the monitor drops deeper events itself, after the
+            daemon sent them. On a special path only depth 1 is allowed
+            (events then name the domain, ``@releaseDomain/<domid>``).
         """
         wpath = validate_watch_path(wpath)
         token = validate_token(token)
+        field, own_depth = _depth_field(self.client, wpath, depth)
+        key = (wpath, token)
+        if own_depth is not None and key not in self.unwatch_queue:
+            self._depths[key] = own_depth
         router = self.client.router
         router.subscribe(token, self)
         try:
-            self.client._ack(Op.WATCH, wpath + NUL + token + NUL, wpath)
+            self.client._ack(Op.WATCH, wpath + NUL + token + NUL + field,
+                             wpath)
         except BaseException:
+            if key not in self.unwatch_queue:
+                self._depths.pop(key, None)
             if not any(t == token for _, t in self.unwatch_queue):
                 router.unsubscribe(token, self)
             raise
-        self.unwatch_queue.add((wpath, token))
+        self.unwatch_queue.add(key)
 
     def unwatch(self, wpath: Path, token: Path) -> None:
         """Removes a watch added by :meth:`watch`.
@@ -125,6 +185,7 @@ class Monitor:
         token = validate_token(token)
         self.client._ack(Op.UNWATCH, wpath + NUL + token + NUL, wpath)
         self.unwatch_queue.discard((wpath, token))
+        self._depths.pop((wpath, token), None)
         if not any(t == token for _, t in self.unwatch_queue):
             self.client.router.unsubscribe(token, self)
 
@@ -132,6 +193,9 @@ class Monitor:
 
     def deliver(self, event: Event) -> None:
         """Queues an event; called by the router."""
+        if self._depths and too_deep(event[0], event[1], self.unwatch_queue,
+                                     self._depths):
+            return  # below the depth of a watch the daemon cannot limit
         self._put(event)
 
     def connection_lost(self, error: PyXSError) -> None:

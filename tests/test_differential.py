@@ -1,10 +1,10 @@
 """Randomized differential tests: the embedded daemon against C xenstored.
 
-A seeded random sequence of raw requests goes to a fresh Xen 4.17 C
-``xenstored`` (started by :mod:`pyxs.testing`) and to a fresh embedded
-:class:`~pyxs.server.XenStoreServer`; every reply must be byte-identical
-and every step must produce the same set of watch events on every
-connection.
+A seeded random sequence of raw requests goes to a fresh Xen 4.17, 4.20
+or 4.22 C ``xenstored`` (started by :mod:`pyxs.testing`) and to a fresh
+embedded :class:`~pyxs.server.XenStoreServer` behaving as that release;
+every reply must be byte-identical and every step must produce the same
+set of watch events on every connection.
 
 Normalisation: events are compared as a set per step and per connection,
 because C may coalesce identical queued events and the two daemons may
@@ -50,6 +50,9 @@ EXPECTED_DIFFERENCES: Dict[str, str] = {
 }
 
 SEEDS = [1, 2, 3, 4, 5, 6, 7, 8]
+#: C xenstored releases compared, each with the embedded daemon behaving
+#: as that release (4.22: its default protocol).
+RELEASES = ["4.17", "4.20", "4.22"]
 STEPS = 250
 _COMPONENTS = [b"a", b"b", b"c"]
 _TOKENS = [b"t1", b"t2"]
@@ -61,8 +64,8 @@ def c_daemon_factory():
     test, as everywhere in this suite)."""
     started = []
 
-    def start():
-        daemon = XenStoreDaemon("xenstored").start()
+    def start(release):
+        daemon = XenStoreDaemon("xenstored", xen=release).start()
         started.append(daemon)
         return daemon
 
@@ -187,10 +190,12 @@ def _connect_pair(c_path: str, server: XenStoreServer) -> Tuple[Side, Side]:
     return c_side, ours
 
 
+@pytest.mark.parametrize("release", RELEASES)
 @pytest.mark.parametrize("seed", SEEDS)
-def test_same_replies_and_events(seed: int, c_daemon_factory) -> None:
-    c_daemon = c_daemon_factory()
-    with XenStoreServer() as server:
+def test_same_replies_and_events(seed: int, release: str,
+                                 c_daemon_factory) -> None:
+    c_daemon = c_daemon_factory(release)
+    with XenStoreServer(xen=release) as server:
         c_side, ours = _connect_pair(c_daemon.socket_path, server)
         scenario = Scenario(seed)
         # A watch on everything makes every step's events visible.

@@ -86,7 +86,8 @@ def test_path_of_wrong_type(value):
 
 
 @pytest.mark.parametrize("wpath", ["@introduceDomain", "@releaseDomain",
-                                   b"@releaseDomain", "/a/b", "rel", "/"])
+                                   b"@releaseDomain", "/a/b", "rel", "/",
+                                   "@releaseDomain/5", "@introduceDomain/0"])
 def test_valid_watch_paths(wpath):
     expected = wpath if isinstance(wpath, bytes) else wpath.encode()
     assert validate_watch_path(wpath) == expected
@@ -94,7 +95,9 @@ def test_valid_watch_paths(wpath):
 
 @pytest.mark.parametrize("wpath", ["@other", "@introduceDomain/x",
                                    "@introducedomain", "@", "/a/", "",
-                                   "/a b"])
+                                   "/a b", "@releaseDomain/05",
+                                   "@releaseDomain/", "@releaseDomain/1/2",
+                                   "@releaseDomain/123456"])
 def test_invalid_watch_paths(wpath):
     with pytest.raises(InvalidPath):
         validate_watch_path(wpath)

@@ -1,7 +1,9 @@
 """pyxs's embedded XenStore daemon, pure Python.
 
 It speaks the XenStore wire protocol over Unix sockets and behaves, as
-socket clients see it, like Xen 4.17's C ``xenstored`` in dom0::
+socket clients see it, like Xen's C ``xenstored`` in dom0: 4.17's for the
+classic requests, 4.22's for features, quotas and watch depth (or 4.17's
+throughout with ``xen="4.17"``)::
 
     from pyxs.server import XenStoreServer
 

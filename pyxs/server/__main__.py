@@ -13,6 +13,7 @@ import sys
 from typing import List, Optional, Tuple
 
 from .daemon import XenStoreServer
+from .features import RELEASES
 from .persist import FSYNC_POLICIES, StoreFileError
 
 
@@ -45,6 +46,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--fsync-interval", type=float, default=1.0,
                         metavar="SECONDS",
                         help="seconds between periodic fsyncs (default 1)")
+    parser.add_argument("--xen", choices=RELEASES, default=RELEASES[0],
+                        help="speak this Xen release's protocol "
+                        "(default %(default)s)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose
@@ -54,7 +58,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         server = XenStoreServer(args.socket, persist=args.persist,
                                 fsync=args.fsync,
-                                fsync_interval=args.fsync_interval)
+                                fsync_interval=args.fsync_interval,
+                                xen=args.xen)
     except StoreFileError as error:
         parser.exit(2, "%s: error: %s\n" % (parser.prog, error))
     for domid, path in args.domain_socket:

@@ -1,7 +1,10 @@
 """Request handling: one packet in, a reply (and watch events) out.
 
 :class:`Core` owns the store, the domain table and every session; it never
-touches a socket, so the whole protocol can be driven from tests.
+touches a socket, so the whole protocol can be driven from tests. It speaks
+the protocol of Xen 4.22 (ops 23-26 and CONTROL live in :mod:`.features`)
+or, with ``xen="4.17"`` or ``"4.20"``, that of those releases: no ops
+23-26, no watch depth.
 """
 
 import re
@@ -10,9 +13,9 @@ from typing import Callable, Dict, List, Optional, Set, Tuple
 from .._internal import Op, Packet, encode
 from ..exceptions import InvalidPath
 from ..helpers import validate_path
-from . import tree
+from . import features, tree
 from .errors import XenStoreError
-from .perms import format_perms, parse_perms
+from .perms import DOMID_ANY, NONE, READ, Perm, format_perms, parse_perms
 from .quotas import DEFAULT_QUOTAS, Quotas
 from .session import DomainUsage, Session
 from .store import SPECIAL_PATHS, BaseView, Store, Transaction, View
@@ -24,7 +27,7 @@ __all__ = ["Core"]
 _OK = b"OK\x00"
 _LOCAL_HOME = re.compile(rb"/local/domain/\d+/")
 _ATOI = re.compile(rb"\s*([+-]?\d+)")
-_HELP = (b"check\t\nhelp\t\nprint\t<string>\nquota\t\n")
+_RESERVED = 0x7FF0  # domids from here on are never domains
 
 Handler = Callable[["Core", Session, Optional[Transaction], bytes], bytes]
 
@@ -60,9 +63,28 @@ class Core:
     """The daemon's brain: store, domains and sessions."""
 
     def __init__(self, store: Optional[Store] = None,
-                 quotas: Quotas = DEFAULT_QUOTAS) -> None:
+                 quotas: Quotas = DEFAULT_QUOTAS,
+                 xen: str = features.RELEASES[0]) -> None:
+        if xen not in features.RELEASES:
+            raise ValueError("xen must be one of %s, not %r"
+                             % (", ".join(features.RELEASES), xen))
         self.store = store or Store()
+        if store is None and xen != "4.17":
+            # Since 4.20 the special paths are nodes: created at start-up,
+            # they take two generation numbers.
+            self.store.generation += 2
+        #: The global quotas (defaults for new domains).
         self.quotas = quotas
+        #: The release whose protocol this daemon speaks.
+        self.xen = xen
+        self.domains_state = features.Domains(quotas)
+        self.control_state = features.ControlState()
+        self.handlers = dict(_HANDLERS)
+        if xen == "4.22":
+            self.handlers.update(features.HANDLERS)
+            # 4.22 lets every domain watch @releaseDomain.
+            self.store.special_perms[b"@releaseDomain"] = (
+                Perm(0, NONE), Perm(DOMID_ANY, READ))
         self.sessions: List[Session] = []
         #: Introduced domains, with the generation count at introduction
         #: (grants a node made before that do not apply to the domain).
@@ -79,6 +101,8 @@ class Core:
         """A new connection acting as ``domid`` (its domain now exists)."""
         session = Session(domid, self.targets, self.usage)
         self.domains.setdefault(domid, self.store.generation)
+        if domid < _RESERVED:
+            self.domains_state.known(domid)
         self.sessions.append(session)
         return session
 
@@ -93,7 +117,7 @@ class Core:
 
     def handle(self, session: Session, packet: Packet) -> None:
         """Runs one request; queues its reply and any events it causes."""
-        handler = _HANDLERS.get(packet.op)
+        handler = self.handlers.get(packet.op)
         after: List[Tuple[bytes, bytes]] = []
         try:
             if handler is None:
@@ -127,19 +151,40 @@ class Core:
         except InvalidPath:
             raise XenStoreError("EINVAL") from None
         home = _LOCAL_HOME.match(path)
-        if len(path) - (home.end() if home else 0) > self.quotas.path_max:
+        if len(path) - (home.end() if home else 0) > \
+                self.quotas_for(session).path_max:
             raise XenStoreError("EINVAL")
         return path
 
     def watch_path(self, session: Session, raw: bytes) -> Watch:
         """A watch for ``raw``; special ``@`` names are kept as given."""
         if raw.startswith(b"@"):
-            if len(raw) > self.quotas.path_max:
+            if len(raw) > self.quotas_for(session).path_max:
                 raise XenStoreError("EINVAL")
             return Watch(raw, b"")
         path = self.node_path(session, raw)
         return Watch(path, b"", None if raw.startswith(b"/")
                      else session.home)
+
+    def quotas_for(self, session: Session) -> Quotas:
+        """The limits of the session's domain (0 values: no limit)."""
+        return self.domains_state.quotas_for(session.domid)
+
+    def watch_depth(self, session: Session, fields: List[bytes]
+                    ) -> Optional[int]:
+        """The depth of a WATCH request's third field, if it may have one
+        (EINVAL otherwise, as before Xen 4.22)."""
+        if len(fields) == 2:
+            return None
+        offered = self.xen == "4.22" and (
+            session.who.privileged or self.domains_state.features.get(
+                session.domid, features.FEATURES) & features.WATCHDEPTH)
+        if len(fields) != 3 or not offered:
+            raise XenStoreError("EINVAL")
+        depth = _atoi(fields[2])
+        if depth >= 2 ** 31:  # C's atoi gives a negative int
+            raise XenStoreError("EINVAL")
+        return depth
 
     def view(self, tx: Optional[Transaction]) -> View:
         """The transaction's view, or the committed tree."""
@@ -158,12 +203,14 @@ class Core:
                                                  session.who, change):
                 self.queue_event(session, path, token)
 
-    def special_event(self, path: bytes) -> None:
-        """Fires ``@introduceDomain`` or ``@releaseDomain``."""
+    def special_event(self, path: bytes, domid: int) -> None:
+        """Fires ``@introduceDomain`` or ``@releaseDomain`` (and from 4.22
+        on their ``/<domid>`` form) for ``domid``."""
         perms = self.store.special_perms[path]
+        named = domid if self.xen == "4.22" else None
         for session in self.sessions:
             for event in events_for_special(session.watches, session.who,
-                                            path, perms):
+                                            path, perms, named):
                 self.queue_event(session, *event)
 
     def queue_event(self, session: Session, path: bytes,
@@ -199,7 +246,15 @@ def _directory_part(core: Core, session: Session, tx,
 
 
 def _get_perms(core: Core, session: Session, tx, payload: bytes) -> bytes:
-    path = core.node_path(session, _one_arg(payload))
+    raw = _one_arg(payload)
+    if raw.startswith(b"@") and core.xen != "4.17":  # shown since 4.20
+        perms = core.store.special_perms.get(raw)
+        if perms is None:
+            raise XenStoreError("ENOENT")
+        if not session.who.may(perms, READ):
+            raise XenStoreError("EACCES")
+        return format_perms(perms)
+    path = core.node_path(session, raw)
     return format_perms(tree.lookup(core.view(tx), session.who, path).perms)
 
 
@@ -208,22 +263,23 @@ def _write(core: Core, session: Session, tx, payload: bytes) -> bytes:
     if not sep:
         raise XenStoreError("EINVAL")
     path = core.node_path(session, raw)
-    core.changed(tx, tree.write(core.view(tx), session.who, core.quotas,
+    core.changed(tx, tree.write(core.view(tx), session.who,
+                                core.quotas_for(session),
                                 path, value))
     return _OK
 
 
 def _mkdir(core: Core, session: Session, tx, payload: bytes) -> bytes:
     path = core.node_path(session, _one_arg(payload))
-    core.changed(tx, tree.mkdir(core.view(tx), session.who, core.quotas,
-                                path))
+    core.changed(tx, tree.mkdir(core.view(tx), session.who,
+                                core.quotas_for(session), path))
     return _OK
 
 
 def _rm(core: Core, session: Session, tx, payload: bytes) -> bytes:
     path = core.node_path(session, _one_arg(payload))
-    core.changed(tx, tree.remove(core.view(tx), session.who, core.quotas,
-                                 path))
+    core.changed(tx, tree.remove(core.view(tx), session.who,
+                                 core.quotas_for(session), path))
     return _OK
 
 
@@ -237,19 +293,21 @@ def _set_perms(core: Core, session: Session, tx, payload: bytes) -> bytes:
         core.store.set_special_perms(fields[0], perms)
         return _OK
     path = core.node_path(session, fields[0])
-    core.changed(tx, tree.set_perms(core.view(tx), session.who, core.quotas,
-                                    path, perms))
+    core.changed(tx, tree.set_perms(core.view(tx), session.who,
+                                    core.quotas_for(session), path, perms))
     return _OK
 
 
 def _watch(core: Core, session: Session, tx, payload: bytes):
-    raw, token = _args(payload, 2)
-    watch = core.watch_path(session, raw)._replace(token=token)
+    fields = _args(payload, 2, exact=False)
+    raw, token = fields[:2]
+    depth = core.watch_depth(session, fields)
+    watch = core.watch_path(session, raw)._replace(token=token, depth=depth)
     for known in session.watches:
         if known.path == watch.path and known.token == token:
             raise XenStoreError("EEXIST")
     if not session.who.privileged and \
-            session.usage.watches() > core.quotas.watches:
+            session.usage.watches() > core.quotas_for(session).watches:
         raise XenStoreError("E2BIG")
     session.watches.append(watch)
     return _OK, [(raw, token)]
@@ -273,7 +331,8 @@ def _transaction_start(core: Core, session: Session, tx,
     if tx is not None:
         raise XenStoreError("EBUSY")
     if not session.who.privileged and \
-            session.usage.transactions() > core.quotas.transactions:
+            session.usage.transactions() > \
+            core.quotas_for(session).transactions:
         raise XenStoreError("ENOSPC")
     tx_id = session.new_tx_id()
     session.transactions[tx_id] = Transaction(core.store, tx_id)
@@ -305,8 +364,10 @@ def _introduce(core: Core, session: Session, tx, payload: bytes) -> bytes:
     core.privileged(session)
     domid = _atoi(_args(payload, 3, exact=False)[0])
     if domid not in core.domains:
+        if domid < _RESERVED:
+            core.domains_state.known(domid)
         core.domains[domid] = core.store.generation
-        core.special_event(b"@introduceDomain")
+        core.special_event(b"@introduceDomain", domid)
     return _OK
 
 
@@ -331,7 +392,8 @@ def _release(core: Core, session: Session, tx, payload: bytes) -> bytes:
         if other.domid == domid:
             other.closing = True
             core.dirty.add(other)
-    core.special_event(b"@releaseDomain")
+    core.domains_state.forget(domid)
+    core.special_event(b"@releaseDomain", domid)
     return _OK
 
 
@@ -366,24 +428,8 @@ def _reset_watches(core: Core, session: Session, tx, payload: bytes) -> bytes:
     return _OK
 
 
-def _control(core: Core, session: Session, tx, payload: bytes) -> bytes:
-    core.privileged(session)
-    fields = _strings(payload)
-    command = fields[0] if fields else b""
-    if command in (b"print", b"check"):
-        return _OK
-    if command == b"help":
-        return _HELP + b"\x00"
-    if command == b"quota":
-        lines = ["%-18s: %8d" % (name.replace("_", "-"), value)
-                 for name, value in core.quotas._asdict().items()]
-        return ("Quota settings:\n" + "\n".join(lines) + "\n").encode() \
-            + b"\x00"
-    raise XenStoreError("EINVAL")
-
-
 _HANDLERS: Dict[int, Handler] = {
-    Op.CONTROL: _control, Op.DIRECTORY: _directory, Op.READ: _read,
+    Op.CONTROL: features.control, Op.DIRECTORY: _directory, Op.READ: _read,
     Op.GET_PERMS: _get_perms, Op.WATCH: _watch, Op.UNWATCH: _unwatch,
     Op.TRANSACTION_START: _transaction_start,
     Op.TRANSACTION_END: _transaction_end, Op.INTRODUCE: _introduce,

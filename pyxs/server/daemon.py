@@ -89,16 +89,18 @@ class XenStoreServer:
         policy decides what a power loss may take.
     :param quotas: limits for unprivileged domains, per domain over all of
         its connections.
+    :param xen: the Xen release whose protocol to speak: ``"4.22"`` (the
+        default: ops 23-26, watch depth), ``"4.20"`` or ``"4.17"``.
     """
 
     def __init__(self, socket_path: Optional[str] = None,
                  persist: Optional[str] = None,
                  quotas: Quotas = DEFAULT_QUOTAS,
                  fsync: str = "periodic",
-                 fsync_interval: float = 1.0) -> None:
+                 fsync_interval: float = 1.0, xen: str = "4.22") -> None:
         self.socket_path = socket_path
         self.persist = persist
-        self.core = Core(quotas=quotas)
+        self.core = Core(quotas=quotas, xen=xen)
         self.journal: Optional[Journal] = None
         if persist:
             self.journal = Journal(self.core.store, persist, fsync=fsync,
@@ -277,7 +279,7 @@ class XenStoreServer:
         session = client.session
         if session.domid == 0:  # privileged (Who.privileged)
             return session.outbox.size >= _BACKLOG_LIMIT
-        limit = self.core.quotas.outstanding
+        limit = self.core.quotas_for(session).outstanding
         return bool(limit) and session.usage.outstanding >= limit
 
     def _read(self, client: _Client) -> None:

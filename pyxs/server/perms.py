@@ -1,7 +1,8 @@
 """Permission entries and the access rules of C xenstored.
 
 The first entry of a node's list names its owner and the access everybody
-else gets by default; later entries grant access to single domains.
+else gets by default; later entries grant access to single domains, or to
+all of them for :data:`DOMID_ANY` (Xen 4.22).
 """
 
 from typing import Iterable, NamedTuple, Optional, Tuple
@@ -14,6 +15,8 @@ __all__ = ["Perm", "Perms", "Who", "NONE", "READ", "WRITE", "BOTH", "OWNER",
            "parse_perms", "format_perms"]
 
 NONE, READ, WRITE = 0, 1, 2
+#: An entry for this domid applies to every domain (Xen 4.22).
+DOMID_ANY = 0x7FF5
 BOTH = READ | WRITE
 #: Only the owner (and privileged callers) may change permissions.
 OWNER = 4
@@ -70,7 +73,7 @@ class Who(NamedTuple):
                 self.target is not None and owner == self.target):
             return BOTH | OWNER
         for perm in perms[1:]:
-            if perm.domid == self.domid or (
+            if perm.domid == self.domid or perm.domid == DOMID_ANY or (
                     self.target is not None and perm.domid == self.target):
                 return perm.mode
         return perms[0].mode

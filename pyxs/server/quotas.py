@@ -3,7 +3,8 @@
 Only unprivileged domains are limited; dom0 never is. Every limit counts
 per domain over all of its connections (nodes by owner; watches,
 transactions and outstanding replies summed over the domain's sessions,
-see :class:`~pyxs.server.session.DomainUsage`).
+see :class:`~pyxs.server.session.DomainUsage`). A value of 0 disables that
+check, as SET_QUOTA's "0" does.
 """
 
 from typing import NamedTuple
