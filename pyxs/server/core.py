@@ -8,7 +8,7 @@ or, with ``xen="4.17"`` or ``"4.20"``, that of those releases: no ops
 """
 
 import re
-from typing import Callable, Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple, Union
 
 from .._internal import Op, Packet, encode
 from ..exceptions import InvalidPath
@@ -29,7 +29,11 @@ _LOCAL_HOME = re.compile(rb"/local/domain/\d+/")
 _ATOI = re.compile(rb"\s*([+-]?\d+)")
 _RESERVED = 0x7FF0  # domids from here on are never domains
 
-Handler = Callable[["Core", Session, Optional[Transaction], bytes], bytes]
+Tx = Optional[Transaction]
+Events = List[Tuple[bytes, bytes]]
+#: A handler returns the reply payload, or it and the events it causes.
+Handler = Callable[["Core", Session, Tx, bytes],
+                   Union[bytes, Tuple[bytes, Events]]]
 
 
 def _atoi(text: bytes) -> int:
@@ -118,7 +122,7 @@ class Core:
     def handle(self, session: Session, packet: Packet) -> None:
         """Runs one request; queues its reply and any events it causes."""
         handler = self.handlers.get(packet.op)
-        after: List[Tuple[bytes, bytes]] = []
+        after: Events = []
         try:
             if handler is None:
                 raise XenStoreError("ENOSYS")
@@ -127,9 +131,11 @@ class Core:
                 tx = session.transactions.get(packet.tx_id)
                 if tx is None:
                     raise XenStoreError("ENOENT")
-            body = handler(self, session, tx, packet.payload)
-            if isinstance(body, tuple):
-                body, after = body
+            result = handler(self, session, tx, packet.payload)
+            if isinstance(result, tuple):
+                body, after = result
+            else:
+                body = result
             frame = encode(packet.op, packet.rq_id, packet.tx_id, body)
         except XenStoreError as error:
             frame = encode(Op.ERROR, packet.rq_id, packet.tx_id,
@@ -227,17 +233,17 @@ class Core:
 
 # -- the operations ------------------------------------------------------
 
-def _read(core: Core, session: Session, tx, payload: bytes) -> bytes:
+def _read(core: Core, session: Session, tx: Tx, payload: bytes) -> bytes:
     path = core.node_path(session, _one_arg(payload))
     return tree.lookup(core.view(tx), session.who, path).value
 
 
-def _directory(core: Core, session: Session, tx, payload: bytes) -> bytes:
+def _directory(core: Core, session: Session, tx: Tx, payload: bytes) -> bytes:
     path = core.node_path(session, _one_arg(payload))
     return tree.directory(tree.lookup(core.view(tx), session.who, path))
 
 
-def _directory_part(core: Core, session: Session, tx,
+def _directory_part(core: Core, session: Session, tx: Tx,
                     payload: bytes) -> bytes:
     raw, offset = _args(payload, 2)
     path = core.node_path(session, raw)
@@ -245,7 +251,7 @@ def _directory_part(core: Core, session: Session, tx,
     return tree.directory_part(node, _atoi(offset))
 
 
-def _get_perms(core: Core, session: Session, tx, payload: bytes) -> bytes:
+def _get_perms(core: Core, session: Session, tx: Tx, payload: bytes) -> bytes:
     raw = _one_arg(payload)
     if raw.startswith(b"@") and core.xen != "4.17":  # shown since 4.20
         perms = core.store.special_perms.get(raw)
@@ -258,7 +264,7 @@ def _get_perms(core: Core, session: Session, tx, payload: bytes) -> bytes:
     return format_perms(tree.lookup(core.view(tx), session.who, path).perms)
 
 
-def _write(core: Core, session: Session, tx, payload: bytes) -> bytes:
+def _write(core: Core, session: Session, tx: Tx, payload: bytes) -> bytes:
     raw, sep, value = payload.partition(b"\x00")
     if not sep:
         raise XenStoreError("EINVAL")
@@ -269,21 +275,21 @@ def _write(core: Core, session: Session, tx, payload: bytes) -> bytes:
     return _OK
 
 
-def _mkdir(core: Core, session: Session, tx, payload: bytes) -> bytes:
+def _mkdir(core: Core, session: Session, tx: Tx, payload: bytes) -> bytes:
     path = core.node_path(session, _one_arg(payload))
     core.changed(tx, tree.mkdir(core.view(tx), session.who,
                                 core.quotas_for(session), path))
     return _OK
 
 
-def _rm(core: Core, session: Session, tx, payload: bytes) -> bytes:
+def _rm(core: Core, session: Session, tx: Tx, payload: bytes) -> bytes:
     path = core.node_path(session, _one_arg(payload))
     core.changed(tx, tree.remove(core.view(tx), session.who,
                                  core.quotas_for(session), path))
     return _OK
 
 
-def _set_perms(core: Core, session: Session, tx, payload: bytes) -> bytes:
+def _set_perms(core: Core, session: Session, tx: Tx, payload: bytes) -> bytes:
     fields = _strings(payload)
     if len(fields) < 2:
         raise XenStoreError("EINVAL")
@@ -298,7 +304,8 @@ def _set_perms(core: Core, session: Session, tx, payload: bytes) -> bytes:
     return _OK
 
 
-def _watch(core: Core, session: Session, tx, payload: bytes):
+def _watch(core: Core, session: Session, tx: Tx,
+           payload: bytes) -> Tuple[bytes, Events]:
     fields = _args(payload, 2, exact=False)
     raw, token = fields[:2]
     depth = core.watch_depth(session, fields)
@@ -313,7 +320,7 @@ def _watch(core: Core, session: Session, tx, payload: bytes):
     return _OK, [(raw, token)]
 
 
-def _unwatch(core: Core, session: Session, tx, payload: bytes) -> bytes:
+def _unwatch(core: Core, session: Session, tx: Tx, payload: bytes) -> bytes:
     raw, token = _args(payload, 2)
     try:
         path = core.watch_path(session, raw).path
@@ -326,7 +333,7 @@ def _unwatch(core: Core, session: Session, tx, payload: bytes) -> bytes:
     raise XenStoreError("ENOENT")
 
 
-def _transaction_start(core: Core, session: Session, tx,
+def _transaction_start(core: Core, session: Session, tx: Tx,
                        payload: bytes) -> bytes:
     if tx is not None:
         raise XenStoreError("EBUSY")
@@ -339,7 +346,7 @@ def _transaction_start(core: Core, session: Session, tx,
     return b"%d\x00" % tx_id
 
 
-def _transaction_end(core: Core, session: Session, tx,
+def _transaction_end(core: Core, session: Session, tx: Tx,
                      payload: bytes) -> bytes:
     verdict = _one_arg(payload)
     if verdict not in (b"T", b"F"):
@@ -360,7 +367,7 @@ def _transaction_end(core: Core, session: Session, tx,
     return _OK
 
 
-def _introduce(core: Core, session: Session, tx, payload: bytes) -> bytes:
+def _introduce(core: Core, session: Session, tx: Tx, payload: bytes) -> bytes:
     core.privileged(session)
     domid = _atoi(_args(payload, 3, exact=False)[0])
     if domid not in core.domains:
@@ -382,7 +389,7 @@ def _introduced_domain(core: Core, session: Session, payload: bytes) -> int:
     return domid
 
 
-def _release(core: Core, session: Session, tx, payload: bytes) -> bytes:
+def _release(core: Core, session: Session, tx: Tx, payload: bytes) -> bytes:
     domid = _introduced_domain(core, session, payload)
     del core.domains[domid]
     core.targets.pop(domid, None)
@@ -397,12 +404,12 @@ def _release(core: Core, session: Session, tx, payload: bytes) -> bytes:
     return _OK
 
 
-def _resume(core: Core, session: Session, tx, payload: bytes) -> bytes:
+def _resume(core: Core, session: Session, tx: Tx, payload: bytes) -> bytes:
     _introduced_domain(core, session, payload)
     return _OK
 
 
-def _set_target(core: Core, session: Session, tx, payload: bytes) -> bytes:
+def _set_target(core: Core, session: Session, tx: Tx, payload: bytes) -> bytes:
     core.privileged(session)
     domid, target = (_atoi(arg) for arg in _args(payload, 2, exact=False)[:2])
     if domid not in core.domains or target not in core.domains:
@@ -411,18 +418,19 @@ def _set_target(core: Core, session: Session, tx, payload: bytes) -> bytes:
     return _OK
 
 
-def _is_domain_introduced(core: Core, session: Session, tx,
+def _is_domain_introduced(core: Core, session: Session, tx: Tx,
                           payload: bytes) -> bytes:
     core.privileged(session)
     return b"T\x00" if _atoi(_one_arg(payload)) in core.domains else b"F\x00"
 
 
-def _get_domain_path(core: Core, session: Session, tx,
+def _get_domain_path(core: Core, session: Session, tx: Tx,
                      payload: bytes) -> bytes:
     return b"/local/domain/%d\x00" % _atoi(_one_arg(payload))
 
 
-def _reset_watches(core: Core, session: Session, tx, payload: bytes) -> bytes:
+def _reset_watches(core: Core, session: Session, tx: Tx,
+                   payload: bytes) -> bytes:
     session.watches.clear()
     session.transactions.clear()
     return _OK
