@@ -18,7 +18,9 @@ import itertools
 from collections import deque
 from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Tuple
 
-from ._internal import Op, split_names
+from ._internal import Op
+from ._replies import listing as listing_names
+from .exceptions import UnexpectedPacket
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import Client
@@ -50,7 +52,11 @@ def ready_node(requests: Tuple[Any, Any], tx_id: int) -> Optional[Node]:
         if listing is not None and value is not None and \
                 listing.op == _DIRECTORY and value.op == _READ and \
                 listing.tx_id == tx_id == value.tx_id:
-            return value.payload, split_names(listing.payload)
+            try:
+                return value.payload, listing_names(listing.payload,
+                                                    _DIRECTORY)
+            except UnexpectedPacket:
+                return None  # the caller's slow path reports it, with path
     return None
 
 
