@@ -284,3 +284,19 @@ def test_a_part_that_never_comes_times_out():
     with fake, Client(unix_socket_path=fake.socket_path, timeout=0.2) as c:
         with pytest.raises(TimeoutError):
             c.list(b"/d")
+
+
+def test_walk_checks_listings_too():
+    fake, c = connected(Scripted(Op.DIRECTORY, b"a\x00\x00b\x00"))
+    with fake, c:
+        exc = refused(lambda: list(c.walk(b"/top")), "DIRECTORY")
+        assert exc.path == b"/top"
+        assert c.read(b"/still") == b"value"
+
+
+def test_watch_reply_other_than_ok_is_refused():
+    fake, c = connected(Scripted(Op.WATCH, b"KO\x00"))
+    with fake, c:
+        m = c.monitor()
+        refused(m.watch, "WATCH", b"/w", b"tok")
+        assert m.watched == set()
