@@ -11,7 +11,8 @@ import os
 from typing import Any, Optional
 
 __all__ = ["PyXSError", "InvalidOperation", "InvalidPayload", "InvalidPath",
-           "InvalidPermission", "InvalidToken", "ConnectionError",
+           "InvalidPermission", "InvalidToken", "InvalidDomid",
+           "ConnectionError",
            "UnexpectedPacket", "TimeoutError"]
 
 _SHOWN = 60  # at most this many characters of user data in a message
@@ -178,6 +179,13 @@ class InvalidToken(InvalidPayload):
 
     def __str__(self) -> str:
         return _InvalidValue.__str__(self)
+
+
+class InvalidDomid(_InvalidValue):
+    """Raised for a domain id outside ``0 .. 65535`` (Xen's ``domid_t`` is
+    16 bits), or an event channel or MFN out of its range."""
+
+    what = "domid"
 
 
 class ConnectionError(PyXSError):

@@ -16,6 +16,7 @@ import re
 from typing import Any, Dict, Iterable, List, Optional, Type, Union
 
 from .exceptions import (
+    InvalidDomid,
     InvalidPath,
     InvalidPayload,
     InvalidPermission,
@@ -187,13 +188,15 @@ def validate_domid(domid: Any, what: str = "domid", limit: int = DOMID_LIMIT,
     """Checks that ``domid`` is an int in ``0 .. limit - 1``.
 
     The default limit is :data:`DOMID_LIMIT`: Xen's ``domid_t`` is 16 bits.
+    Raises :class:`InvalidDomid` (a ValueError) out of range, TypeError for
+    anything but an int.
     """
     if isinstance(domid, bool) or not isinstance(domid, int):
         raise TypeError("%s%s must be an int, not %s"
                         % (_prefix(call), what, type(domid).__name__))
     if not 0 <= domid < limit:
-        raise ValueError("%s%s %d is out of range 0..%d"
-                         % (_prefix(call), what, domid, limit - 1))
+        raise InvalidDomid(domid, "out of range 0..%d" % (limit - 1),
+                           call=call, what=what)
     return domid
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from pyxs import helpers
 from pyxs.exceptions import (
+    InvalidDomid,
     InvalidPath,
     InvalidPayload,
     InvalidPermission,
@@ -211,8 +212,11 @@ def test_refusals_name_the_call():
         validate_token("\udcff", "watch")
     with pytest.raises(InvalidPayload, match="^write: invalid value"):
         helpers.validate_value("\ud800", "write")
-    with pytest.raises(ValueError, match="^get_domain_path: domid 65536"):
+    with pytest.raises(InvalidDomid) as info:
         validate_domid(65536, call="get_domain_path")
+    assert str(info.value) == \
+        "get_domain_path: invalid domid 65536: out of range 0..65535"
+    assert info.value.args == (65536,) and isinstance(info.value, ValueError)
     # Without a call, the messages are as before.
     with pytest.raises(InvalidPath, match="^invalid path"):
         validate_path(b"/a//b")
