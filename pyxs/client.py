@@ -234,6 +234,8 @@ class Client:
                            for arg in args)
         if kwargs.get("nul_terminated") and not payload.endswith(NUL):
             payload += NUL
+        if len(payload) > PAYLOAD_MAX:
+            raise InvalidPayload(payload, op=op, call="execute_command")
         return self._send(op, payload).rstrip(NUL)
 
     def ack(self, *args: Any) -> None:
@@ -546,7 +548,10 @@ class Client:
             if NUL in field:
                 raise InvalidPayload(field, "must not contain NUL",
                                      call="control", what="argument")
-        return self._send(Op.CONTROL, b"".join(f + NUL for f in fields))
+        payload = b"".join(f + NUL for f in fields)
+        if len(payload) > PAYLOAD_MAX:
+            raise InvalidPayload(payload, call="control")
+        return self._send(Op.CONTROL, payload)
 
     def reset_watches(self) -> None:
         """Drops every watch and transaction of this connection."""

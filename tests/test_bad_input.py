@@ -247,6 +247,10 @@ def test_every_refusal_names_the_call_and_the_argument(client):
          lambda: m.watch(b"/w", 7)),
         ("get_domain_path: domid must be an int, not float",
          lambda: client.get_domain_path(1.0)),
+        ("execute_command: invalid payload of 5001 bytes: exceeds",
+         lambda: client.execute_command(Op.WRITE, b"/a\x00", b"v" * 4998)),
+        ("control: invalid payload of 5007 bytes: exceeds",
+         lambda: client.control("print", b"v" * 5000)),
     ]
     for expected, call in cases:
         with pytest.raises((ValueError, TypeError)) as info:

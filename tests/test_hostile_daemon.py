@@ -44,7 +44,8 @@ OPS = sorted(set(Op))
 INTERESTING = [
     b"", NUL, b"OK\x00", b"T\x00", b"F\x00", b"0\x00", b"1\x00",
     b"4294967296\x00", b"abc\x00", b"/local/domain/1\x00", b"a\x00b\x00",
-    b"ENOENT\x00", b"EQUOTA\x00", b"7\x00a\x00\x00", b"7\x00a\x00", b"5",
+    b"ENOENT\x00", b"EQUOTA\x00", b"E2BIG\x00", b"7\x00a\x00\x00",
+    b"7\x00a\x00", b"5",
     b"\xff" * 64, b"E" + b"X" * 4000 + NUL, b"n0\x00", b"/w\x00tok-0\x00",
 ]
 payloads = st.one_of(st.sampled_from(INTERESTING), st.binary(max_size=48))
@@ -71,8 +72,8 @@ def honest_payload(request: Packet) -> bytes:
     op, payload = request.op, request.payload
     if op == Op.READ:
         return b"v:" + payload.rstrip(NUL)
-    if op == Op.DIRECTORY:
-        return b"a\x00b\x00"
+    if op == Op.DIRECTORY:  # a small tree: /k/N/a and /k/N/b are leaves
+        return b"a\x00b\x00" if payload.count(b"/") < 3 else b""
     if op == Op.GET_PERMS:
         return b"n0\x00b1\x00"
     if op == Op.TRANSACTION_START:
@@ -166,12 +167,17 @@ def check_shape(name: str, value: Any) -> None:
         assert type(value) is bool
     elif name == "transaction":
         assert type(value) is int and 1 <= value <= TX_ID_MAX
+    elif name == "walk":
+        assert type(value) is list
+        for node_path, node_value, children in value:
+            assert type(node_path) is bytes and type(node_value) is bytes
+            check_shape("list", children)
     else:
         assert value is None, (name, value)
 
 
 CALLS = ["read", "write", "list", "exists", "get_perms", "get_domain_path",
-         "is_domain_introduced", "transaction", "mkdir", "monitor"]
+         "is_domain_introduced", "transaction", "mkdir", "monitor", "walk"]
 
 
 def run_call(name: str, index: int, router: Router,
@@ -203,7 +209,11 @@ def run_call(name: str, index: int, router: Router,
                 args = (index,)
             elif name == "write":
                 args = (path, b"w")
+            elif name == "walk":
+                requests = 6  # three nodes, two requests each
             value = getattr(client, name)(*args)
+            if name == "walk":
+                value = list(value)
             check_shape(name, value)
             outcome = ("value", value)
     except PyXSError as exc:
