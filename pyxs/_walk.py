@@ -19,10 +19,11 @@ import itertools
 from collections import deque
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
-from ._internal import NUL, Op, Packet, split_names
+from ._internal import NUL, Op, Packet
 from ._pending import check_reply
-from .exceptions import PyXSError
-from .helpers import error
+from ._replies import error_reply
+from ._replies import listing as listing_names
+from .exceptions import PyXSError, UnexpectedPacket
 
 WINDOW = 64   # children of one directory requested ahead, per frame
 BUDGET = 256  # nodes requested and not yet visited, for the whole walk
@@ -55,7 +56,11 @@ def ready_node(requests: Requests) -> Optional[Node]:
         listing, value = listing_rvar._value, value_rvar._value
         if listing is not None and value is not None and \
                 listing.op == _DIRECTORY and value.op == _READ:
-            return value.payload, split_names(listing.payload)
+            try:
+                return value.payload, listing_names(listing.payload,
+                                                    _DIRECTORY)
+            except UnexpectedPacket:
+                return None  # the caller's slow path reports it, with path
     return None
 
 
@@ -108,8 +113,9 @@ class TreeWalk:
         value_rvar, listing_rvar = requests
         try:
             try:
-                children = split_names(
-                    self._payload(_DIRECTORY, listing_rvar, path))
+                children = listing_names(
+                    self._payload(_DIRECTORY, listing_rvar, path),
+                    _DIRECTORY, path)
             except PyXSError as exc:
                 if exc.args[0] != errno.E2BIG:
                     raise
@@ -132,8 +138,7 @@ class TreeWalk:
         if refusal is not None:
             raise refusal.with_context(None, path)
         if reply.op == _ERROR:
-            raise error(reply.payload.rstrip(NUL)).with_context(
-                Op.name_of(op), path)
+            raise error_reply(reply.payload, op, path)
         return reply.payload
 
     def run(self, top: bytes, node: Node

@@ -20,6 +20,7 @@ from typing import (
     Union,
 )
 
+from . import _replies as replies
 from ._features import (
     Feature,
     feature_payload,
@@ -29,7 +30,7 @@ from ._features import (
     quota_payload,
     remember_features,
 )
-from ._internal import NUL, PAYLOAD_MAX, Op, Packet, op_name, split_names
+from ._internal import NUL, PAYLOAD_MAX, Op, Packet, op_name
 from ._pending import check_reply
 from ._walk import TreeWalk
 from .connection import UnixSocketConnection, XenBusConnection
@@ -45,6 +46,8 @@ from .helpers import (
     validate_domid,
     validate_path,
     validate_perms,
+    validate_timeout,
+    validate_value,
 )
 from .monitor import Monitor
 from .recipes import run_transaction
@@ -90,6 +93,8 @@ class Client:
     :param timeout: seconds to wait for each reply (and for the daemon
         to accept the connection) before raising
         :class:`pyxs.exceptions.TimeoutError`; ``None`` waits forever.
+        A finite number from 0 to :data:`pyxs.helpers.TIMEOUT_MAX`, else
+        TypeError or ValueError at once.
 
     Use the client as a context manager, or call :meth:`connect` and
     :meth:`close`. Methods accept paths and values as ``bytes`` or ``str``
@@ -104,6 +109,7 @@ class Client:
                  xen_bus_path: Optional[str] = None,
                  router: Optional[Router] = None,
                  timeout: Optional[float] = None) -> None:
+        timeout = validate_timeout(timeout, "Client")
         if router is None:
             if unix_socket_path or not xen_bus_path:
                 connection: Any = UnixSocketConnection(unix_socket_path)
@@ -187,8 +193,7 @@ class Client:
                 exc.with_context(op_name(op), path)
             raise
         if reply.op == _ERROR:
-            raise error(reply.payload.rstrip(NUL)).with_context(
-                op_name(op), path)
+            raise replies.error_reply(reply.payload, op, path)
         return reply.payload
 
     def _call_foreign(self, op: int, payload: bytes) -> Packet:
@@ -212,10 +217,7 @@ class Client:
 
     def _ack(self, op: int, payload: bytes, path: Any = None) -> None:
         """Sends a request whose only correct reply is ``OK``."""
-        reply = self._send(op, payload, path)
-        if reply.rstrip(NUL) != b"OK":
-            raise UnexpectedPacket("%s reply is %r, not OK" % (
-                op_name(op), reply[:40])).with_context(None, path)
+        replies.ok(self._send(op, payload, path), op, path)
 
     def execute_command(self, op: int, *args: Union[bytes, str],
                         **kwargs: Any) -> bytes:
@@ -229,10 +231,14 @@ class Client:
             :data:`~pyxs._internal.Op`, before anything is sent.
         """
         if op not in Op:
-            raise InvalidOperation(op)
-        payload = b"".join(force_bytes(arg, "argument") for arg in args)
+            raise InvalidOperation(op, call="execute_command")
+        payload = b"".join(force_bytes(arg, "argument",
+                                       call="execute_command")
+                           for arg in args)
         if kwargs.get("nul_terminated") and not payload.endswith(NUL):
             payload += NUL
+        if len(payload) > PAYLOAD_MAX:
+            raise InvalidPayload(payload, op=op, call="execute_command")
         return self._send(op, payload).rstrip(NUL)
 
     def ack(self, *args: Any) -> None:
@@ -249,7 +255,7 @@ class Client:
         :param default: returned instead of raising when ``path`` does not
             exist.
         """
-        path = validate_path(path)
+        path = validate_path(path, "read")
         try:
             return self._send(Op.READ, path + NUL, path)
         except PyXSError as exc:
@@ -262,13 +268,14 @@ class Client:
 
     def write(self, path: Path, value: Union[bytes, str]) -> None:
         """Writes ``value`` at ``path``, creating missing parents."""
-        path = validate_path(path)
-        value = force_bytes(value, "value")
+        path = validate_path(path, "write")
+        value = validate_value(value, "write")
         payload = path + NUL + value
         if len(payload) > PAYLOAD_MAX:
             raise InvalidPayload(value, "path and value exceed the %d-byte "
                                  "payload limit" % PAYLOAD_MAX,
-                                 op="WRITE", path=path)
+                                 op="WRITE", path=path, call="write",
+                                 what="value")
         self._ack(Op.WRITE, payload, path)
 
     def __setitem__(self, path: Path, value: Union[bytes, str]) -> None:
@@ -276,7 +283,7 @@ class Client:
 
     def mkdir(self, path: Path) -> None:
         """Creates ``path`` and missing parents; existing values are kept."""
-        path = validate_path(path)
+        path = validate_path(path, "mkdir")
         self._ack(Op.MKDIR, path + NUL, path)
 
     def delete(self, path: Path) -> None:
@@ -284,7 +291,7 @@ class Client:
 
         A missing ``path`` is fine; a missing parent is an error (ENOENT).
         """
-        path = validate_path(path)
+        path = validate_path(path, "delete")
         self._ack(Op.RM, path + NUL, path)
 
     def __delitem__(self, path: Path) -> None:
@@ -297,21 +304,23 @@ class Client:
         (DIRECTORY_PART), consistently: the parts come from one version of
         the node.
         """
-        path = validate_path(path)
+        path = validate_path(path, "list")
         try:
             payload = self._send(Op.DIRECTORY, path + NUL, path)
         except PyXSError as exc:
             if exc.args[0] != errno.E2BIG:
                 raise
             return self._list_parts(path, exc)
-        return split_names(payload)
+        return replies.listing(payload, Op.DIRECTORY, path)
 
     def _list_parts(self, path: bytes, too_big: PyXSError) -> List[bytes]:
+        # Bounded: at most LIST_PARTS_MAX parts per version of the node and
+        # _LIST_PART_RETRIES versions; each part must make progress.
         for _ in range(_LIST_PART_RETRIES):
             names: List[bytes] = []
             generation = None
             offset = 0
-            while True:
+            for _ in range(replies.LIST_PARTS_MAX):
                 try:
                     reply = self._send(Op.DIRECTORY_PART, path + NUL +
                                        _decimal(offset), path)
@@ -320,23 +329,27 @@ class Client:
                             generation is None:
                         raise too_big from exc  # daemon too old for parts
                     raise
-                fields = reply.split(NUL)
+                part, chunk, last = replies.directory_part(
+                    reply, Op.DIRECTORY_PART, path)
                 if generation is None:
-                    generation = fields[0]
-                elif fields[0] != generation:
+                    generation = part
+                elif part != generation:
                     break  # the node changed between parts: start over
-                chunk = fields[1:]
-                finished = len(chunk) >= 2 and chunk[-1] == b"" and \
-                    chunk[-2] == b""
-                chunk = [name for name in chunk if name]
                 names.extend(chunk)
-                offset += sum(len(name) + 1 for name in chunk)
-                if finished or not chunk:
+                if last:
                     return names
+                offset += sum(len(name) + 1 for name in chunk)
+            else:
+                raise UnexpectedPacket(
+                    "no end marker after %d DIRECTORY_PART replies (pyxs "
+                    "lists at most %d parts)" % (replies.LIST_PARTS_MAX,
+                                                 replies.LIST_PARTS_MAX)
+                ).with_context("DIRECTORY_PART", path)
         raise error(errno.EAGAIN).with_context("DIRECTORY_PART", path)
 
     def exists(self, path: Path) -> bool:
         """True if ``path`` exists."""
+        path = validate_path(path, "exists")
         try:
             self.list(path)
         except PyXSError as exc:
@@ -347,20 +360,21 @@ class Client:
 
     def get_perms(self, path: Path) -> List[bytes]:
         """Returns the permissions of ``path``, e.g. ``[b"n0", b"r5"]``."""
-        path = validate_path(path)
-        return split_names(self._send(Op.GET_PERMS, path + NUL, path))
+        path = validate_path(path, "get_perms")
+        return replies.permissions(self._send(Op.GET_PERMS, path + NUL, path),
+                                   Op.GET_PERMS, path)
 
     def set_perms(self, path: Path, perms: Iterable[Path]) -> None:
         """Sets the permissions of ``path``; the first entry is the owner.
 
         See :exc:`~pyxs.exceptions.InvalidPermission` for the format.
         """
-        path = validate_path(path)
-        checked = validate_perms(perms)
+        path = validate_path(path, "set_perms")
+        checked = validate_perms(perms, "set_perms")
         payload = path + NUL + b"".join(perm + NUL for perm in checked)
         if len(payload) > PAYLOAD_MAX:
             raise InvalidPayload(payload, "too many permissions",
-                                 op="SET_PERMS", path=path)
+                                 op="SET_PERMS", path=path, call="set_perms")
         self._ack(Op.SET_PERMS, payload, path)
 
     def walk(self, top: Path, topdown: bool = True
@@ -373,7 +387,7 @@ class Client:
         Nodes that vanish during the walk are skipped; an unreadable value
         is reported as ``b""``.
         """
-        top = validate_path(top)
+        top = validate_path(top, "walk")
         walk = TreeWalk(self.router, self.tx_id, self.timeout, self.list,
                         topdown)
         node = walk.node(top, walk.request([top])[0])
@@ -385,34 +399,41 @@ class Client:
 
     def get_domain_path(self, domid: int) -> bytes:
         """Returns the home path of a domain, ``/local/domain/<domid>``."""
-        domid = validate_domid(domid)
-        return self._send(Op.GET_DOMAIN_PATH, _decimal(domid)).rstrip(NUL)
+        domid = validate_domid(domid, call="get_domain_path")
+        return replies.domain_path(
+            self._send(Op.GET_DOMAIN_PATH, _decimal(domid)),
+            Op.GET_DOMAIN_PATH)
 
     def is_domain_introduced(self, domid: int) -> bool:
         """True if xenstored talks to ``domid`` (introduced, not released)."""
-        domid = validate_domid(domid)
+        domid = validate_domid(domid, call="is_domain_introduced")
         reply = self._send(Op.IS_DOMAIN_INTRODUCED, _decimal(domid))
-        return reply.rstrip(NUL) == b"T"
+        return replies.boolean(reply, Op.IS_DOMAIN_INTRODUCED)
 
     def introduce_domain(self, domid: int, mfn: int, eventchn: int) -> None:
         """Tells xenstored to talk to a new domain (needs privilege)."""
-        mfn = validate_domid(mfn, "mfn", limit=2 ** 64)
-        payload = _decimal(validate_domid(domid)) + _decimal(mfn) + \
-            _decimal(validate_domid(eventchn, "eventchn"))
+        call = "introduce_domain"
+        mfn = validate_domid(mfn, "mfn", limit=2 ** 64, call=call)
+        payload = _decimal(validate_domid(domid, call=call)) + \
+            _decimal(mfn) + _decimal(validate_domid(
+                eventchn, "eventchn", limit=2 ** 32, call=call))
         self._ack(Op.INTRODUCE, payload)
 
     def release_domain(self, domid: int) -> None:
         """Tells xenstored to forget a domain (needs privilege)."""
-        self._ack(Op.RELEASE, _decimal(validate_domid(domid)))
+        self._ack(Op.RELEASE, _decimal(validate_domid(
+            domid, call="release_domain")))
 
     def resume_domain(self, domid: int) -> None:
         """Clears a domain's shutdown flag in xenstored."""
-        self._ack(Op.RESUME, _decimal(validate_domid(domid)))
+        self._ack(Op.RESUME, _decimal(validate_domid(
+            domid, call="resume_domain")))
 
     def set_target(self, domid: int, target: int) -> None:
         """Lets ``domid`` act on ``target``'s nodes (e.g. a stub domain)."""
-        self._ack(Op.SET_TARGET, _decimal(validate_domid(domid)) +
-                  _decimal(validate_domid(target, "target")))
+        self._ack(Op.SET_TARGET, _decimal(validate_domid(
+            domid, call="set_target")) + _decimal(validate_domid(
+                target, "target", call="set_target")))
 
     # -- transactions -------------------------------------------------------
 
@@ -426,7 +447,7 @@ class Client:
         if self.tx_id:
             raise error(errno.EALREADY).with_context("TRANSACTION_START")
         reply = self._send(Op.TRANSACTION_START, NUL)
-        self.tx_id = int(reply.rstrip(NUL))
+        self.tx_id = replies.transaction_id(reply, Op.TRANSACTION_START)
         return self.tx_id
 
     def _end(self, commit: bool) -> bool:
@@ -475,12 +496,17 @@ class Client:
         """Sends a CONTROL (formerly DEBUG) command, e.g. ``control("help")``;
         returns the reply without its trailing NUL."""
         if not args:
-            raise TypeError("control() needs a command")
-        fields = [force_bytes(arg, "argument") for arg in args]
-        if any(NUL in field for field in fields):
-            raise InvalidPayload(fields[0], "arguments must not contain NUL",
-                                 op="CONTROL")
-        reply = self._send(Op.CONTROL, b"".join(f + NUL for f in fields))
+            raise TypeError("control: a command is needed")
+        fields = [force_bytes(arg, "argument", call="control")
+                  for arg in args]
+        for field in fields:
+            if NUL in field:
+                raise InvalidPayload(field, "must not contain NUL",
+                                     call="control", what="argument")
+        payload = b"".join(f + NUL for f in fields)
+        if len(payload) > PAYLOAD_MAX:
+            raise InvalidPayload(payload, call="control")
+        reply = self._send(Op.CONTROL, payload)
         return reply[:-1] if reply.endswith(NUL) else reply
 
     def reset_watches(self) -> None:

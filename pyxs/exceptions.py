@@ -13,8 +13,9 @@ from typing import Any, Optional
 from ._ops import op_name
 
 __all__ = ["PyXSError", "InvalidOperation", "InvalidPayload", "InvalidPath",
-           "InvalidPermission", "InvalidToken", "ConnectionError",
-           "UnexpectedPacket", "TimeoutError", "UnsupportedOperation"]
+           "InvalidPermission", "InvalidToken", "InvalidDomid",
+           "ConnectionError", "UnexpectedPacket", "TimeoutError",
+           "UnsupportedOperation"]
 
 _SHOWN = 60  # at most this many characters of user data in a message
 
@@ -90,23 +91,36 @@ class _InvalidValue(PyXSError, ValueError):
     """A value refused before anything is sent; ``args == (value,)``.
 
     Also a :class:`ValueError`, as refused arguments are in Python.
+    ``call`` names the method refusing it (``read``, ``write``...) and
+    ``what`` the argument (``path``, ``value``, ``token``...); the message
+    starts with both: ``read: invalid path '/a//b': contains //``.
     """
 
     what = "value"
+    call: Optional[str] = None
 
     def __init__(self, value: Any, reason: str = "", op: Any = None,
-                 path: Any = None) -> None:
+                 path: Any = None, call: Optional[str] = None,
+                 what: Optional[str] = None) -> None:
         super().__init__(value)
         self.reason = reason
         if op is not None:
             self.op = op if isinstance(op, str) else op_name(op)
         self.path = path
+        if call is not None:
+            self.call = call
+        if what is not None:
+            self.what = what
+
+    def _prefix(self) -> str:
+        return "%s: " % self.call if self.call else ""
 
     def __str__(self) -> str:
-        text = "invalid %s %s" % (self.what, shorten(self.args[0]))
+        text = "%sinvalid %s %s" % (self._prefix(), self.what,
+                                    shorten(self.args[0]))
         if self.reason:
             text += ": " + self.reason
-        if self.op:
+        if self.op and not self.call:
             text += " (%s)" % self.op
         return text
 
@@ -124,12 +138,13 @@ class InvalidPayload(_InvalidValue):
 
     def __str__(self) -> str:
         value = self.args[0]
-        size = len(value) if isinstance(value, (bytes, str)) else None
-        text = "invalid payload"
-        if size is not None:
-            text += " of %d bytes" % size
-        text += ": " + (self.reason or "exceeds the 4096-byte limit")
-        context = _context(self.op, self.path)
+        shown = "of %d bytes" % len(value) \
+            if isinstance(value, (bytes, str)) and len(value) > _SHOWN \
+            else shorten(value)
+        text = "%sinvalid %s %s: %s" % (
+            self._prefix(), self.what, shown,
+            self.reason or "exceeds the 4096-byte limit")
+        context = _context(None if self.call else self.op, self.path)
         return "%s (%s)" % (text, context) if context else text
 
 
@@ -165,6 +180,13 @@ class InvalidToken(InvalidPayload):
 
     def __str__(self) -> str:
         return _InvalidValue.__str__(self)
+
+
+class InvalidDomid(_InvalidValue):
+    """Raised for a domain id outside ``0 .. 65535`` (Xen's ``domid_t`` is
+    16 bits), or an event channel or MFN out of its range."""
+
+    what = "domid"
 
 
 class ConnectionError(PyXSError):
@@ -207,8 +229,9 @@ def error_for(name_or_number: Any) -> PyXSError:
         name_or_number = name_or_number.decode("ascii", "replace")
     if isinstance(name_or_number, str):
         number = getattr(_errno, name_or_number, None)
-        if not isinstance(number, int):
-            return PyXSError(name_or_number,
-                             "XenStore error %s" % name_or_number)
+        if not isinstance(number, int):  # kept, but never a 4 KB message
+            return PyXSError(name_or_number, "XenStore error %s" % (
+                name_or_number if len(name_or_number) <= _SHOWN
+                else shorten(name_or_number)))
         name_or_number = number
     return PyXSError(name_or_number, os.strerror(name_or_number))

@@ -40,7 +40,7 @@ from .exceptions import (
     TimeoutError,
     UnsupportedOperation,
 )
-from .helpers import validate_token, validate_watch_path
+from .helpers import validate_timeout, validate_token, validate_watch_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import Client
@@ -157,8 +157,8 @@ class Monitor:
             daemon sent them. On a special path only depth 1 is allowed
             (events then name the domain, ``@releaseDomain/<domid>``).
         """
-        wpath = validate_watch_path(wpath)
-        token = validate_token(token)
+        wpath = validate_watch_path(wpath, "watch")
+        token = validate_token(token, "watch")
         field, own_depth = _depth_field(self.client, wpath, depth)
         key = (wpath, token)
         if own_depth is not None and key not in self.unwatch_queue:
@@ -181,8 +181,8 @@ class Monitor:
 
         Events already queued stay in :attr:`events`.
         """
-        wpath = validate_watch_path(wpath)
-        token = validate_token(token)
+        wpath = validate_watch_path(wpath, "unwatch")
+        token = validate_token(token, "unwatch")
         self.client._ack(Op.UNWATCH, wpath + NUL + token + NUL, wpath)
         self.unwatch_queue.discard((wpath, token))
         self._depths.pop((wpath, token), None)
@@ -263,7 +263,10 @@ class Monitor:
 
         :raises pyxs.exceptions.TimeoutError: if none arrives in time.
         :raises pyxs.exceptions.ConnectionError: if the connection died.
+        :raises ValueError: for a timeout that is negative, infinite or NaN
+            (TypeError for one that is not a number).
         """
+        timeout = validate_timeout(timeout, "Monitor.get")
         while True:
             event = self._take(timeout)
             if unwatched or self._is_watched(event):

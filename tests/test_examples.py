@@ -223,4 +223,5 @@ def test_monitor_refuses_bad_path(daemon, tmp_path):
     result = run_example(daemon, "monitor.py", "bad//path", "--count", "1",
                          cwd=str(tmp_path))
     assert result.returncode == 1
-    assert result.stderr == "error: invalid path 'bad//path': contains //\n"
+    assert result.stderr == \
+        "error: watch: invalid path 'bad//path': contains //\n"

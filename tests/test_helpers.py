@@ -7,6 +7,7 @@ import pytest
 
 from pyxs import helpers
 from pyxs.exceptions import (
+    InvalidDomid,
     InvalidPath,
     InvalidPayload,
     InvalidPermission,
@@ -150,9 +151,11 @@ def test_token_of_wrong_type():
 
 def test_domids():
     assert validate_domid(0) == 0
-    assert validate_domid(2 ** 32 - 1) == 2 ** 32 - 1
-    for bad in (-1, 2 ** 32):
-        with pytest.raises(ValueError):
+    assert validate_domid(2 ** 16 - 1) == 2 ** 16 - 1  # domid_t is 16 bits
+    assert validate_domid(2 ** 32 - 1, "eventchn", limit=2 ** 32) == \
+        2 ** 32 - 1
+    for bad in (-1, 2 ** 16, 2 ** 32):
+        with pytest.raises(ValueError, match="out of range 0..65535"):
             validate_domid(bad)
     for bad in (True, "1", 1.0, None):
         with pytest.raises(TypeError):
@@ -201,3 +204,39 @@ def test_old_names_remain():
     assert helpers.check_path is validate_path
     assert helpers.check_watch_path is validate_watch_path
     assert helpers.check_perms is validate_perms
+
+
+def test_refusals_name_the_call():
+    with pytest.raises(InvalidPath) as info:
+        validate_path(b"/a//b", "read")
+    assert str(info.value) == "read: invalid path '/a//b': contains //"
+    assert info.value.args == (b"/a//b",) and info.value.call == "read"
+    with pytest.raises(InvalidToken, match="^watch: invalid token"):
+        validate_token("\udcff", "watch")
+    with pytest.raises(InvalidPayload, match="^write: invalid value"):
+        helpers.validate_value("\ud800", "write")
+    with pytest.raises(InvalidDomid) as info:
+        validate_domid(65536, call="get_domain_path")
+    assert str(info.value) == \
+        "get_domain_path: invalid domid 65536: out of range 0..65535"
+    assert info.value.args == (65536,) and isinstance(info.value, ValueError)
+    # Without a call, the messages are as before.
+    with pytest.raises(InvalidPath, match="^invalid path"):
+        validate_path(b"/a//b")
+
+
+@pytest.mark.parametrize("timeout", [None, 0, 0.0, 1, 2.5,
+                                     helpers.TIMEOUT_MAX])
+def test_valid_timeouts(timeout):
+    checked = helpers.validate_timeout(timeout)
+    assert checked == timeout and (checked is None or type(checked) is float)
+
+
+@pytest.mark.parametrize("timeout, kind", [
+    (float("inf"), ValueError), (float("nan"), ValueError), (-1, ValueError),
+    (helpers.TIMEOUT_MAX + 0.5, ValueError), ("1", TypeError),
+    (True, TypeError), (object(), TypeError),
+])
+def test_invalid_timeouts(timeout, kind):
+    with pytest.raises(kind, match="^f: timeout must be"):
+        helpers.validate_timeout(timeout, "f")
