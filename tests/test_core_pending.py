@@ -98,6 +98,18 @@ def test_wrap_skips_ids_in_flight(small_ids):
     assert table.match(reply(Op.READ, 1))[0] is slots[0]
 
 
+def test_skipping_the_last_id_wraps_to_one_not_zero(small_ids):
+    table: PendingTable[Slot] = PendingTable()
+    top = Slot("top")
+    for i in range(small_ids - 2):  # ids 1 .. 6, answered
+        table.match(reply(Op.READ, table.add(Slot(str(i)), Op.READ, 0)))
+    assert table.add(top, Op.READ, 0) == small_ids - 1  # 7, in flight
+    for i in range(small_ids - 2):  # round two: 1 .. 6 again
+        table.match(reply(Op.READ, table.add(Slot(str(i)), Op.READ, 0)))
+    # Next comes 7, still in flight: the skip itself must wrap to 1.
+    assert table.add(Slot("after"), Op.READ, 0) == 1
+
+
 def test_wrap_skips_abandoned_ids(small_ids):
     table: PendingTable[Slot] = PendingTable()
     old = Slot("old")
