@@ -2,7 +2,7 @@
 router thread while watches exist; and what an interrupt does to either."""
 
 import threading
-from typing import Any, List
+from typing import Any, Iterator, List
 
 import pytest
 from fakedaemon import FakeDaemon, honest
@@ -12,20 +12,32 @@ from pyxs import Client
 from pyxs._internal import Op, Packet
 from pyxs.connection import UnixSocketConnection
 from pyxs.exceptions import ConnectionError, InvalidPayload, TimeoutError
-from pyxs.router import Router
+
+
+class ReadLog:
+    """Who reads the connection: the name of the thread of each read
+    (``readers``), and ``leading``, set once a caller (not the router
+    thread) reads. Wraps the connection's ``fill``, the I/O boundary."""
+
+    def __init__(self, monkeypatch: Any, router: Any = None) -> None:
+        self.readers: List[str] = []
+        self.leading = threading.Event()
+        real_fill = UnixSocketConnection.fill
+        log = self
+
+        def fill(connection: UnixSocketConnection) -> None:
+            thread = threading.current_thread()
+            log.readers.append(thread.name)
+            if router is None or thread is not router.thread:
+                log.leading.set()
+            real_fill(connection)
+
+        monkeypatch.setattr(UnixSocketConnection, "fill", fill)
 
 
 def record_readers(monkeypatch: Any) -> List[str]:
     """Names of the threads that read the connection, one per read."""
-    readers: List[str] = []
-    real_fill = UnixSocketConnection.fill
-
-    def fill(self: UnixSocketConnection) -> None:
-        readers.append(threading.current_thread().name)
-        real_fill(self)
-
-    monkeypatch.setattr(UnixSocketConnection, "fill", fill)
-    return readers
+    return ReadLog(monkeypatch).readers
 
 
 def test_without_watches_the_caller_reads_its_own_reply(client, monkeypatch):
@@ -66,23 +78,37 @@ def test_events_arrive_while_nobody_calls(client, monkeypatch):
 
 class Held:
     """A fake daemon that answers /slow never, /held only once /release
-    arrives on any connection, and everything else at once."""
+    arrives on any connection, /slowish once /release-slowish arrives, and
+    everything else at once.
+
+    Right after a held request it sends a watch event nobody watches (a
+    daemon may, for a watch removed meanwhile; it is dropped): whoever
+    holds the reading role then reads at once, even one that polls first,
+    which :class:`ReadLog` sees.
+    """
+
+    HELD = (b"/held", b"/slowish")
 
     def __init__(self) -> None:
         self.received = {b"/slow": threading.Event(),
-                         b"/held": threading.Event()}
+                         b"/held": threading.Event(),
+                         b"/slowish": threading.Event()}
         self.held: List[Any] = []
 
     def __call__(self, conn: Any, request: Any) -> None:
         path = request.payload.rstrip(b"\0")
         if request.op == Op.READ and path in self.received:
-            if path == b"/held":
-                self.held.append((conn, request))
+            if path in self.HELD:
+                self.held.append((conn, request, path))
+            conn.reply(request, b"/stray\0stray\0", op=Op.WATCH_EVENT,
+                       rq_id=0, tx_id=0)
             self.received[path].set()
             return
-        if request.op == Op.READ and path == b"/release":
-            for held_conn, held_request in self.held:
-                held_conn.reply(held_request, b"released")
+        if request.op == Op.READ and path.startswith(b"/release"):
+            which = b"/slowish" if path == b"/release-slowish" else b"/held"
+            for held_conn, held_request, held_path in self.held:
+                if held_path == which:
+                    held_conn.reply(held_request, b"released")
         honest(conn, request)
 
 
@@ -99,28 +125,14 @@ def in_thread(target: Any) -> Any:
     return thread, outcome
 
 
-def wait_until_leading(monkeypatch: Any, router: Router) -> threading.Event:
-    """An event set once some caller (not the router thread) reads."""
-    leading = threading.Event()
-    real = Router._read_once
-
-    def read_once(self: Router, *args: Any) -> None:
-        if threading.current_thread() is not self.thread:
-            leading.set()
-        real(self, *args)
-
-    monkeypatch.setattr(Router, "_read_once", read_once)
-    return leading
-
-
 def test_a_reply_read_by_another_caller_completes_its_waiter(monkeypatch):
     script = Held()
     with FakeDaemon(script) as fake, \
             Client(unix_socket_path=fake.socket_path, timeout=BOUND) as c:
-        leading = wait_until_leading(monkeypatch, c.router)
-        readers = record_readers(monkeypatch)
+        log = ReadLog(monkeypatch, c.router)
+        readers = log.readers
         slow, slow_outcome = in_thread(lambda: c.read(b"/slow"))
-        assert leading.wait(BOUND)
+        assert log.leading.wait(BOUND)
         # The slow caller holds the reading role: this caller follows, and
         # its reply is read for it.
         assert c.read(b"/a") == b"value"
@@ -131,19 +143,17 @@ def test_a_reply_read_by_another_caller_completes_its_waiter(monkeypatch):
         assert isinstance(slow_outcome[0], ConnectionError)
 
 
-@pytest.mark.parametrize("timeout", [BOUND, None])
-def test_a_waiting_caller_takes_over_when_the_reader_leaves(monkeypatch,
-                                                            timeout):
-    # Without a timeout a follower waits straight in Router.call(), with
-    # one in _await(): either way it must be handed the role.
+def test_a_waiting_caller_takes_over_when_the_reader_times_out(
+        monkeypatch):
     script = Held()
     with FakeDaemon(script) as fake, \
-            Client(unix_socket_path=fake.socket_path, timeout=timeout) as c:
-        leading = wait_until_leading(monkeypatch, c.router)
+            Client(unix_socket_path=fake.socket_path, timeout=BOUND) as c:
+        log = ReadLog(monkeypatch, c.router)
         slow, slow_outcome = in_thread(
-            lambda: c.router.submit(Op.READ, 0, b"/slow\0").get(0.3))
-        assert leading.wait(BOUND)
+            lambda: c.router.submit(Op.READ, 0, b"/slow\0").get(0.5))
+        assert log.leading.wait(BOUND)
         held, held_outcome = in_thread(lambda: c.read(b"/held"))
+        # The /held caller registers, and follows, before it writes.
         assert script.received[b"/held"].wait(BOUND)
         slow.join(BOUND)
         assert isinstance(slow_outcome[0], TimeoutError)
@@ -156,6 +166,33 @@ def test_a_waiting_caller_takes_over_when_the_reader_leaves(monkeypatch,
         assert c.read(b"/b") == b"value"
 
 
+@pytest.mark.parametrize("timeout", [BOUND, None])
+def test_a_waiting_caller_takes_over_when_the_reader_is_answered(
+        monkeypatch, timeout):
+    # With and without a deadline (poll, then read; or block in the read),
+    # the follower is handed the role when the reader's own reply comes.
+    script = Held()
+    with FakeDaemon(script) as fake, \
+            Client(unix_socket_path=fake.socket_path, timeout=timeout) as c, \
+            Client(unix_socket_path=fake.socket_path,
+                   timeout=BOUND) as other:
+        log = ReadLog(monkeypatch, c.router)
+        first, first_outcome = in_thread(lambda: c.read(b"/slowish"))
+        assert log.leading.wait(BOUND)
+        held, held_outcome = in_thread(lambda: c.read(b"/held"))
+        assert script.received[b"/held"].wait(BOUND)
+        assert c.router.stats()["followers"] == 1
+        # The reader's reply comes: it leaves with it, the follower reads.
+        assert other.read(b"/release-slowish") == b"value"
+        first.join(BOUND)
+        assert first_outcome == [b"released"]
+        assert other.read(b"/release") == b"value"
+        held.join(BOUND)
+        assert held_outcome == [b"released"]
+        assert c.router.stats()["followers"] == 0
+        assert c.read(b"/b") == b"value"
+
+
 # -- interrupts --------------------------------------------------------------
 
 def test_interrupted_follower_leaves_the_queue(monkeypatch):
@@ -164,9 +201,9 @@ def test_interrupted_follower_leaves_the_queue(monkeypatch):
     script = Held()
     with FakeDaemon(script) as fake, \
             Client(unix_socket_path=fake.socket_path) as c:
-        leading = wait_until_leading(monkeypatch, c.router)
+        log = ReadLog(monkeypatch, c.router)
         held, held_outcome = in_thread(lambda: c.read(b"/held"))
-        assert leading.wait(BOUND)
+        assert log.leading.wait(BOUND)
 
         # Interrupt once the /slow request is written whole and the write
         # accounted for: the connection then stays (an interrupt inside
@@ -238,10 +275,17 @@ def test_interrupt_while_handling_replies_closes_the_connection(
         monkeypatch):
     with FakeDaemon(honest) as fake, \
             Client(unix_socket_path=fake.socket_path, timeout=BOUND) as c:
-        def interrupted(self: Router, packet: Any) -> None:
-            raise KeyboardInterrupt
+        connection = c.router.connection
+        real_parse = connection.parse
 
-        monkeypatch.setattr(Router, "_dispatch", interrupted)
+        def handling(packets: List[Packet]) -> Iterator[Packet]:
+            raise KeyboardInterrupt  # as the reader starts on the replies
+            yield from packets  # (a generator: raises once iterated)
+
+        def parse() -> Iterator[Packet]:
+            return handling(real_parse())  # the bytes left the stream
+
+        monkeypatch.setattr(connection, "parse", parse)
         with pytest.raises(KeyboardInterrupt):
             c.read(b"/a")
         monkeypatch.undo()
@@ -277,10 +321,8 @@ class HeldWrites:
         self.packets_per_write: List[int] = []
         self.writing = threading.Event()
         self.release = threading.Event()
-        self.waiting = threading.Semaphore(0)
         connection = client.router.connection
         real_send = connection.send_bytes
-        real_await = Router._await
 
         def send_bytes(data: bytes, *deadline: float) -> None:
             self.packets_per_write.append(_count_packets(data))
@@ -291,23 +333,21 @@ class HeldWrites:
             if then is not None and len(self.packets_per_write) == 1:
                 then()
 
-        def await_(router: Router, *args: Any) -> None:
-            self.waiting.release()  # this caller's request is queued
-            real_await(router, *args)
-
         monkeypatch.setattr(connection, "send_bytes", send_bytes)
-        monkeypatch.setattr(Router, "_await", await_)
 
     def queue_reads(self, client: Client, path: bytes, behind: int) -> Any:
-        """Starts one read, held in its write, then ``behind`` more reads
-        queued behind it; returns ``(first, others)``, each a thread and
-        its outcome (see :func:`in_thread`)."""
+        """Starts one read, held in its write, then queues ``behind`` more
+        reads behind it; returns ``(first, others)``: a thread and its
+        outcome (see :func:`in_thread`), and the others' RVars.
+
+        The others are submitted: submit() returns once its request is
+        queued for the busy writer, so no wait is needed to know it.
+        """
         first = in_thread(lambda: client.read(path))
         assert self.writing.wait(BOUND)
-        others = [in_thread(lambda: client.read(path))
+        others = [client.router.submit(Op.READ, 0, path + b"\0")
                   for _ in range(behind)]
-        for _ in others:
-            assert self.waiting.acquire(timeout=BOUND)
+        assert len(self.packets_per_write) == 1  # nothing else written
         return first, others
 
 
@@ -324,11 +364,12 @@ def test_requests_queued_during_a_write_share_the_next_one(client,
                                                            monkeypatch):
     client.write(b"/wc", b"v")
     held = HeldWrites(client, monkeypatch)
-    first, others = held.queue_reads(client, b"/wc", behind=4)
+    (first, first_outcome), others = held.queue_reads(client, b"/wc",
+                                                      behind=4)
     held.release.set()
-    for thread, outcome in [first] + others:
-        thread.join(BOUND)
-        assert outcome == [b"v"]
+    first.join(BOUND)
+    assert first_outcome == [b"v"]
+    assert [rvar.get(BOUND).payload for rvar in others] == [b"v"] * 4
     assert held.packets_per_write == [1, 4]
 
 
@@ -344,10 +385,10 @@ def test_interrupted_writer_with_others_queued_closes_cleanly(client,
     first.join(BOUND)
     assert isinstance(first_outcome[0], KeyboardInterrupt)
     # Their requests were never written: they fail instead of hanging.
-    for thread, outcome in others:
-        thread.join(BOUND)
-        assert isinstance(outcome[0], ConnectionError)
-        assert "interrupted" in str(outcome[0])
+    for rvar in others:
+        with pytest.raises(ConnectionError, match="interrupted"):
+            rvar.get(BOUND)
+    assert held.packets_per_write == [1]
 
 
 def _wakeups(thread: threading.Thread) -> int:
