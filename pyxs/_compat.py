@@ -52,10 +52,10 @@ from ._compat_args import (
     perm_strings,
 )
 from ._compat_events import EventSink
-from ._internal import NUL, Op
+from ._internal import NUL, PAYLOAD_MAX, Op
 from .client import Client
 from .connection import default_xenbus_path
-from .exceptions import InvalidPayload, InvalidToken, PyXSError
+from .exceptions import InvalidPayload, PyXSError
 
 __all__ = ["xs", "Error"]
 
@@ -100,6 +100,10 @@ def _error(number: int, detail: Optional[str] = None) -> Error:
     return Error(number, os.strerror(number), detail)
 
 
+def _oversized(payload: Any) -> bool:
+    return isinstance(payload, (bytes, str)) and len(payload) > PAYLOAD_MAX
+
+
 def _translate(exc: PyXSError) -> Error:
     """Turns any pyxs error into :class:`Error` with the errno the binding
     (through libxenstore) would have raised.
@@ -118,8 +122,7 @@ def _translate(exc: PyXSError) -> Error:
         result = _error(number, detail)
     elif isinstance(number, str):
         result = _error(errno.EINVAL, detail)
-    elif isinstance(exc, InvalidPayload) and \
-            not isinstance(exc, InvalidToken):
+    elif isinstance(exc, InvalidPayload) and _oversized(exc.args[0]):
         result = _error(errno.E2BIG, detail)
     elif isinstance(exc, ValueError):
         result = _error(errno.EINVAL, detail)
