@@ -86,7 +86,8 @@ class EventSink:
                 self._sync()
                 self._cond.notify()
 
-    def _connection_lost(self, failure: PyXSError) -> None:
+    def connection_lost(self, failure: PyXSError) -> None:
+        """Records the end of the connection: waiters raise."""
         with self._cond:
             if self._failure is None:
                 self._failure = failure

@@ -160,6 +160,21 @@ import tests  # pyxs 0.4's tests package: its marker decides at import time
 tests.virtualized = pytest.mark.usefixtures()
 '''
 
+#: A pytest plugin that ends the process once pytest is done (the report
+#: written): threads that 0.4's tests start and leave blocked must not
+#: keep it alive.
+_EXIT_PLUGIN = '''\
+import os
+import sys
+
+
+@__import__("pytest").hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+'''
+
 
 def run_suite(suite: Pyxs04, pythonpath: List[str], env: Dict[str, str],
               virtualized: bool, timeout: float = 180.0
@@ -175,10 +190,13 @@ def run_suite(suite: Pyxs04, pythonpath: List[str], env: Dict[str, str],
         shutil.copytree(suite.tests, os.path.join(run, "tests"))
         with open(os.path.join(run, "pyxs04_virtualized.py"), "w") as f:
             f.write(_VIRTUALIZED_PLUGIN)
+        with open(os.path.join(run, "pyxs04_exit.py"), "w") as f:
+            f.write(_EXIT_PLUGIN)
         report = os.path.join(run, "report.xml")
         command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
                    "-p", "no:xdist", "-p", "no:randomly", "-q", "-rfEs",
-                   "--junitxml", report, "-o", "junit_family=xunit1"]
+                   "-p", "pyxs04_exit", "--junitxml", report,
+                   "-o", "junit_family=xunit1"]
         if virtualized:
             command += ["-p", "pyxs04_virtualized"]
         child_env = dict(os.environ)
