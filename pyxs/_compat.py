@@ -62,12 +62,6 @@ __all__ = ["xs", "Error"]
 T = TypeVar("T")
 Path = Union[str, bytes]
 
-# Op's fields are made at run time, which type checkers cannot see.
-(_WATCH, _UNWATCH, _TRANSACTION_END, _INTRODUCE, _RELEASE, _RESUME,
- _SET_TARGET, _GET_DOMAIN_PATH) = (int(getattr(Op, name)) for name in (
-     "WATCH", "UNWATCH", "TRANSACTION_END", "INTRODUCE", "RELEASE", "RESUME",
-     "SET_TARGET", "GET_DOMAIN_PATH"))
-
 
 class Error(PyXSError, RuntimeError):
     """A XenStore error, as ``xen.lowlevel.xs.Error``.
@@ -336,7 +330,7 @@ class xs:  # noqa: N801 -- the binding's class name
         wpath = check_path(path)
         wire = self._events.add(token, isinstance(path, bytes))
         try:
-            self._ack(_WATCH, wpath, wire)
+            self._ack(Op.WATCH, wpath, wire)
         except BaseException:
             self._events.discard(wire)
             raise
@@ -348,7 +342,7 @@ class xs:  # noqa: N801 -- the binding's class name
         self._check_open()
         wpath = check_path(path)
         wire = self._events.wire(token, isinstance(path, bytes))
-        self._ack(_UNWATCH, wpath, wire)
+        self._ack(Op.UNWATCH, wpath, wire)
         self._events.discard(wire)
 
     def read_watch(self) -> Tuple[Path, Any]:
@@ -415,7 +409,7 @@ class xs:  # noqa: N801 -- the binding's class name
     def _end_unknown(self, t: Handle, command: bytes) -> bool:
         def end(client: Client) -> bool:
             try:
-                client.execute_command(_TRANSACTION_END, command + NUL)
+                client.execute_command(Op.TRANSACTION_END, command + NUL)
             except PyXSError as exc:
                 if exc.errno == errno.EAGAIN:
                     return False
@@ -427,20 +421,20 @@ class xs:  # noqa: N801 -- the binding's class name
 
     def introduce_domain(self, dom: int, page: int, port: int) -> None:
         """Tells the daemon to talk to domain ``dom``."""
-        self._ack(_INTRODUCE, check_domid(dom, 1), check_domid(page, 2, 64),
+        self._ack(Op.INTRODUCE, check_domid(dom, 1), check_domid(page, 2, 64),
                   check_domid(port, 3))
 
     def release_domain(self, dom: int) -> None:
         """Tells the daemon to forget domain ``dom``."""
-        self._ack(_RELEASE, check_domid(dom, 1))
+        self._ack(Op.RELEASE, check_domid(dom, 1))
 
     def resume_domain(self, dom: int) -> None:
         """Clears the daemon's shutdown flag for domain ``dom``."""
-        self._ack(_RESUME, check_domid(dom, 1))
+        self._ack(Op.RESUME, check_domid(dom, 1))
 
     def set_target(self, dom: int, target: int) -> None:
         """Lets domain ``dom`` act on domain ``target``'s nodes."""
-        self._ack(_SET_TARGET, check_domid(dom, 1), check_domid(target, 2))
+        self._ack(Op.SET_TARGET, check_domid(dom, 1), check_domid(target, 2))
 
     def get_domain_path(self, domid: int) -> Optional[str]:
         """Returns the home path of domain ``domid`` (str, as the binding
@@ -449,7 +443,7 @@ class xs:  # noqa: N801 -- the binding's class name
 
         def get() -> Optional[str]:
             try:
-                reply = self._client.execute_command(_GET_DOMAIN_PATH,
+                reply = self._client.execute_command(Op.GET_DOMAIN_PATH,
                                                      number + NUL)
             except PyXSError as exc:
                 if exc.errno == errno.ENOENT:
