@@ -55,7 +55,7 @@ from ._compat_events import EventSink
 from ._internal import NUL, PAYLOAD_MAX, Op
 from .client import Client
 from .connection import default_xenbus_path
-from .exceptions import InvalidPayload, PyXSError
+from .exceptions import InvalidPayload, PyXSError, _context
 
 __all__ = ["xs", "Error"]
 
@@ -113,7 +113,8 @@ def _translate(exc: PyXSError) -> Error:
     number: Any = exc.errno
     detail = str(exc)
     if isinstance(number, int) and isinstance(exc.strerror, str):
-        result = _error(number, detail)
+        # The daemon's error: args say it already, the detail says where.
+        result = _error(number, _context(exc.op, exc.path) or None)
     elif isinstance(number, str):
         result = _error(errno.EINVAL, detail)
     elif isinstance(exc, InvalidPayload) and _oversized(exc.args[0]):

@@ -503,4 +503,7 @@ def test_error_args_are_errno_and_strerror(handle: xs) -> None:
     assert "/bad//path" in str(error) and "/bad//path" in error.detail
     error = raises_error(errno.ENOENT, handle.get_permissions, "", "/none")
     assert error.args == (errno.ENOENT, "No such file or directory")
+    assert error.detail == "GET_PERMS /none"
+    assert str(error) == "[Errno 2] No such file or directory (GET_PERMS " \
+        "/none)"
     assert isinstance(error, RuntimeError)
