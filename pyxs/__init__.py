@@ -14,6 +14,7 @@
 
 from typing import Any
 
+from ._compat import xs  # pyxs 0.4 exported it here
 from ._features import Feature
 from .client import Client
 from .exceptions import (
@@ -32,12 +33,16 @@ from .monitor import Monitor
 from .recipes import TransactionConflict, run_transaction, wait_for
 from .router import Router, RVar
 
+#: pyxs 0.4's ``pyxs.Error``: there it was PyXSError itself, which catches
+#: every pyxs error (``pyxs._compat.Error`` is the binding's RuntimeError).
+Error = PyXSError
+
 __all__ = ["Client", "Monitor", "Router", "RVar", "monitor",
            "run_transaction", "wait_for", "PyXSError", "ConnectionError",
            "UnexpectedPacket", "InvalidOperation", "InvalidPayload",
            "InvalidPath", "InvalidPermission", "InvalidToken",
            "TimeoutError", "TransactionConflict", "Feature",
-           "UnsupportedOperation", "__version__"]
+           "UnsupportedOperation", "xs", "Error", "__version__"]
 
 __version__ = "0.5.0"
 

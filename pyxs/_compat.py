@@ -9,53 +9,98 @@ Scripts written for the binding run unchanged with::
     handle.write(t, "/vm/1/state", "running")
     handle.transaction_end(t)
 
-As with the binding (Python 3 build): values read are ``bytes``; names,
-paths, domain paths and transaction handles are ``str``; a transaction
-handle is the daemon's transaction id in hexadecimal, and ``""`` (or
-``"0"``, or ``None``) means no transaction. Daemon errors raise
-:class:`Error` carrying ``(errno, strerror)``.
+Invariants (each checked against the real binding by
+``tests/test_binding_differential.py``):
 
-One connection serves everything: the ``xs`` object's client, its monitor
+* Paths may be ``str`` (the binding's form) or ``bytes`` (pyxs 0.4's
+  form); names and event paths come back in the type of the path given,
+  as :func:`os.listdir` does. Values read are always ``bytes``.
+* A transaction handle is the daemon's transaction id in hexadecimal
+  (``transaction_start()`` returns ``'1'``). String handles are parsed with
+  C's ``strtoul(handle, NULL, 16)`` rules, so ``'-1'`` names transaction
+  0xFFFFFFFF, which nobody has; ``""``, ``b""``, ``None`` and ``0`` mean no
+  transaction; an int is the id itself.
+* Every error is :class:`Error`, a :class:`RuntimeError` with
+  ``args == (errno, os.strerror(errno))``; pyxs's own explanation (which
+  call, which path) is in :attr:`Error.detail` and in ``str()``.
+* The daemon judges paths the binding does not check itself: special watch
+  paths such as ``@foo`` go to the daemon unchecked.
+* ``fileno()`` is readable exactly while :meth:`xs.check_watch` would
+  return an event.
+
+One connection serves everything: the ``xs`` object's client, its watches
 and one client per open transaction share a :class:`~pyxs.router.Router`,
 so several transactions may be open at once.
 """
 
 import errno
 import os
-import re
 import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union
 
-from ._internal import Op
-from .client import Client, Monitor
+from ._compat_args import (
+    Handle,
+    Perm,
+    check_domid,
+    check_handle,
+    check_int,
+    check_path,
+    check_type,
+    check_value,
+    parse_handle,
+    perm_dict,
+    perm_strings,
+)
+from ._compat_events import EventSink
+from ._internal import NUL, PAYLOAD_MAX, Op
+from .client import Client
 from .connection import default_xenbus_path
-from .exceptions import InvalidPayload, InvalidToken, PyXSError, _InvalidValue
+from .exceptions import InvalidPayload, PyXSError, _context
 
 __all__ = ["xs", "Error"]
 
 T = TypeVar("T")
-Handle = Union[str, bytes, None]
-Perm = Dict[str, Any]
-
-_HEX_PREFIX = re.compile(r"\s*(?:0[xX](?=[0-9a-fA-F]))?([0-9a-fA-F]*)")
-_PERM_KEYS = ("dom", "read", "write")
+Path = Union[str, bytes]
 
 
 class Error(PyXSError, RuntimeError):
     """A XenStore error, as ``xen.lowlevel.xs.Error``.
 
-    ``args == (errno, strerror)``; like the binding's exception it is a
-    :class:`RuntimeError`, and it is a :class:`~pyxs.exceptions.PyXSError`
-    so that pyxs users catch it too.
+    ``args == (errno, os.strerror(errno))``, exactly as the binding's; like
+    it, a :class:`RuntimeError`. It is also a
+    :class:`~pyxs.exceptions.PyXSError`, so pyxs users catch it too.
+
+    .. attribute:: detail
+
+       pyxs's explanation (the call, the path, why an argument was
+       refused), or None; ``str()`` includes it.
     """
 
+    detail: Optional[str] = None
 
-def _error(number: int, text: Optional[str] = None) -> Error:
-    return Error(number, text if text is not None else os.strerror(number))
+    def __init__(self, number: int, strerror: Optional[str] = None,
+                 detail: Optional[str] = None) -> None:
+        super().__init__(number, strerror if strerror is not None
+                         else os.strerror(number))
+        self.detail = detail
+
+    def __str__(self) -> str:
+        head = "[Errno %s] %s" % self.args[:2] if len(self.args) == 2 \
+            else super().__str__()
+        return "%s (%s)" % (head, self.detail) if self.detail else head
+
+
+def _error(number: int, detail: Optional[str] = None) -> Error:
+    return Error(number, os.strerror(number), detail)
+
+
+def _oversized(payload: Any) -> bool:
+    return isinstance(payload, (bytes, str)) and len(payload) > PAYLOAD_MAX
 
 
 def _translate(exc: PyXSError) -> Error:
-    """Turns any pyxs error into :class:`Error` with an int errno.
+    """Turns any pyxs error into :class:`Error` with the errno the binding
+    (through libxenstore) would have raised.
 
     Daemon errors keep their errno; an error name this system does not know
     becomes EINVAL, as libxenstore makes it. Arguments pyxs refuses before
@@ -66,88 +111,40 @@ def _translate(exc: PyXSError) -> Error:
     if isinstance(exc, Error):
         return exc
     number: Any = exc.errno
+    detail = str(exc)
     if isinstance(number, int) and isinstance(exc.strerror, str):
-        result = _error(number, exc.strerror)
+        # The daemon's error: args say it already, the detail says where.
+        result = _error(number, _context(exc.op, exc.path) or None)
     elif isinstance(number, str):
-        result = _error(errno.EINVAL, "%s (%s)" % (
-            os.strerror(errno.EINVAL), number))
-    elif isinstance(exc, InvalidPayload) and \
-            not isinstance(exc, InvalidToken):
-        result = _error(errno.E2BIG, str(exc))
-    elif isinstance(exc, _InvalidValue):
-        result = _error(errno.EINVAL, str(exc))
+        result = _error(errno.EINVAL, detail)
+    elif isinstance(exc, InvalidPayload) and _oversized(exc.args[0]):
+        result = _error(errno.E2BIG, detail)
+    elif isinstance(exc, ValueError):
+        result = _error(errno.EINVAL, detail)
     else:
         cause = exc.__cause__
         code = cause.errno if isinstance(cause, OSError) and cause.errno \
             else errno.EIO
-        result = _error(code, str(exc))
-    result.with_context(exc.op, exc.path)
+        result = _error(code, detail)
+    result.op, result.path = exc.op, exc.path
     return result
 
 
-def _parse_handle(t: Handle) -> int:
-    """Reads a transaction handle as the binding does (``strtoul(t, 16)``).
-
-    Leading hexadecimal digits count, anything after them is ignored, and a
-    handle without digits (``""``) means no transaction.
-    """
-    if t is None:
-        return 0
-    if isinstance(t, bytes):
-        t = t.decode("ascii", "replace")
-    if not isinstance(t, str):
-        raise TypeError("transaction must be str, not %s"
-                        % type(t).__name__)
-    match = _HEX_PREFIX.match(t)
-    digits = match.group(1) if match else ""
-    return int(digits, 16) % 2 ** 32 if digits else 0
-
-
-def _text(data: bytes) -> str:
-    return data.decode("utf-8", "surrogateescape")
-
-
-def _perm_dict(perm: bytes) -> Perm:
-    kind = perm[:1]
-    return {"dom": int(perm[1:]), "read": kind in (b"r", b"b"),
-            "write": kind in (b"w", b"b")}
-
-
-def _perm_entry(item: Any) -> Tuple[int, bool, bool]:
-    """Reads one permission dict: ``dom`` required, ``read``/``write``
-    optional (false), no other key."""
-    if not isinstance(item, dict):
-        raise TypeError("a permission must be a dict, not %s"
-                        % type(item).__name__)
-    unknown = set(item) - set(_PERM_KEYS)
-    if unknown:
-        raise TypeError("unexpected permission key(s): %s"
-                        % ", ".join(sorted(map(repr, unknown))))
-    if "dom" not in item:
-        raise TypeError("a permission needs a 'dom' key")
-    values = []
-    for key in _PERM_KEYS:
-        value = item.get(key, 0)
-        if not isinstance(value, int):
-            raise TypeError("permission %r must be an int, not %s"
-                            % (key, type(value).__name__))
-        values.append(value)
-    return values[0], bool(values[1]), bool(values[2])
-
-
-def _perm_string(dom: int, read: bool, write: bool) -> str:
-    kind = "b" if read and write else "r" if read else "w" if write else "n"
-    return "%s%d" % (kind, dom)
+def _like(path: Path, data: bytes) -> Path:
+    """``data`` in the type of ``path``: str (UTF-8) or bytes."""
+    if isinstance(path, str):
+        return data.decode("utf-8", "surrogateescape")
+    return data
 
 
 class xs:  # noqa: N801 -- the binding's class name
     """A XenStore connection, as ``xen.lowlevel.xs.xs``; opens on creation.
 
-    :param readonly: accepted for compatibility and ignored: current
-        daemons have no separate read-only socket.
+    :param readonly: accepted for compatibility and ignored, as by the
+        binding: current daemons have no separate read-only socket.
     :param unix_socket_path: the daemon's socket; when neither path is
-        given, the default socket is tried, then the XenBus device (as
-        libxenstore's ``xs_open``).
+        given, the default socket is tried (``XENSTORED_PATH`` ...), then
+        the XenBus device, as libxenstore's ``xs_open`` does.
     :param xen_bus_path: the XenBus device, used when given alone.
     :raises Error: if no connection can be opened.
     """
@@ -158,16 +155,8 @@ class xs:  # noqa: N801 -- the binding's class name
         self._lock = threading.Lock()
         self._closed = True
         self._transactions: Dict[int, Client] = {}
-        self._tokens: Dict[bytes, List[Any]] = {}  # wire -> [object, count]
-        client = self._open(unix_socket_path, xen_bus_path)
-        self._client = client
-        monitor = Monitor(client)
-        try:
-            monitor.client.connect()
-        except PyXSError as exc:
-            client.close()
-            raise _translate(exc) from exc
-        self._monitor = monitor
+        self._client = self._open(unix_socket_path, xen_bus_path)
+        self._events = EventSink(self._client)
         self._closed = False
 
     @staticmethod
@@ -211,12 +200,12 @@ class xs:  # noqa: N801 -- the binding's class name
 
     def _check_open(self) -> None:
         if self._closed:
-            raise _error(errno.EINVAL)  # what the binding raises once closed
+            raise _error(errno.EINVAL, "the handle is closed")
 
     def _call(self, t: Handle, func: Callable[[Client], T]) -> T:
         """Runs ``func`` with the client of transaction ``t``."""
+        tx_id = parse_handle(t)
         self._check_open()
-        tx_id = _parse_handle(t)
         with self._lock:
             client = self._transactions.get(tx_id) if tx_id else self._client
         transient = client is None
@@ -242,131 +231,139 @@ class xs:  # noqa: N801 -- the binding's class name
         except PyXSError as exc:
             raise _translate(exc) from exc
 
+    def _ack(self, op: int, *fields: bytes) -> None:
+        """Sends a request of NUL-terminated fields; the reply must be OK."""
+        def send() -> None:
+            payload = b"".join(field + NUL for field in fields)
+            if self._client.execute_command(op, payload) != b"OK":
+                raise _error(errno.EIO, "%s reply is not OK" % op)
+        self._do(send)
+
     # -- nodes ------------------------------------------------------------
 
-    def read(self, t: Handle, path: str) -> Optional[bytes]:
+    def read(self, t: Handle, path: Path) -> Optional[bytes]:
         """Returns the value at ``path`` as bytes, None if it does not
         exist."""
+        check_type(t, path, "read")
+
         def read(client: Client) -> Optional[bytes]:
             try:
-                return client.read(path)
+                return client.read(check_path(path))
             except PyXSError as exc:
                 if exc.errno == errno.ENOENT:
                     return None
                 raise
         return self._call(t, read)
 
-    def write(self, t: Handle, path: str, data: Union[str, bytes]) -> None:
+    def write(self, t: Handle, path: Path, data: Union[str, bytes]) -> None:
         """Writes ``data`` (str is UTF-8 encoded) at ``path``."""
-        self._call(t, lambda client: client.write(path, data))
+        check_type(t, path, "write")
+        value = check_value(data)
+        self._call(t, lambda client: client.write(check_path(path), value))
 
-    def mkdir(self, t: Handle, path: str) -> None:
+    def mkdir(self, t: Handle, path: Path) -> None:
         """Creates ``path`` (and missing parents)."""
-        self._call(t, lambda client: client.mkdir(path))
+        check_type(t, path, "mkdir")
+        self._call(t, lambda client: client.mkdir(check_path(path)))
 
-    def rm(self, t: Handle, path: str) -> None:
+    def rm(self, t: Handle, path: Path) -> None:
         """Removes ``path`` and its children; a missing path (or parent) is
         fine."""
+        check_type(t, path, "rm")
+
         def rm(client: Client) -> None:
             try:
-                client.delete(path)
+                client.delete(check_path(path))
             except PyXSError as exc:
                 if exc.errno != errno.ENOENT:
                     raise
         self._call(t, rm)
 
-    def ls(self, t: Handle, path: str) -> Optional[List[str]]:
-        """Returns the names of the children of ``path``, None if it does
-        not exist."""
-        def ls(client: Client) -> Optional[List[str]]:
+    def ls(self, t: Handle, path: Path) -> Optional[List[Path]]:
+        """Returns the names of the children of ``path`` (in the type of
+        ``path``), None if it does not exist."""
+        check_type(t, path, "ls")
+
+        def ls(client: Client) -> Optional[List[Path]]:
             try:
-                return [_text(name) for name in client.list(path)]
+                names = client.list(check_path(path))
             except PyXSError as exc:
                 if exc.errno == errno.ENOENT:
                     return None
                 raise
+            return [_like(path, name) for name in names]
         return self._call(t, ls)
 
-    def get_permissions(self, t: Handle, path: str) -> List[Perm]:
+    def get_permissions(self, t: Handle, path: Path) -> List[Perm]:
         """Returns the permissions of ``path``, owner first, as dicts
-        ``{'dom': int, 'read': bool, 'write': bool}``."""
-        perms = self._call(t, lambda client: client.get_perms(path))
-        return [_perm_dict(perm) for perm in perms]
+        ``{'dom': int, 'read': 0 or 1, 'write': 0 or 2}`` (the bits)."""
+        check_type(t, path, "get_permissions")
+        perms = self._call(
+            t, lambda client: client.get_perms(check_path(path)))
+        return [perm_dict(perm) for perm in perms]
 
-    def set_permissions(self, t: Handle, path: str, perms: List[Perm]) -> None:
-        """Sets the permissions of ``path`` from dicts as
-        :meth:`get_permissions` returns (``read``/``write`` default false).
+    def set_permissions(self, t: Handle, path: Path, perms: Any) -> None:
+        """Sets the permissions of ``path``.
 
-        As in the binding, a first entry granting access to a domain other
-        than 0 cannot be the owner: dom0 is then put first as owner, with
-        no default access.
+        :param perms: a list of dicts as :meth:`get_permissions` returns
+            (``read``/``write`` true or false, default false), or pyxs 0.4's
+            permission strings such as ``b"r5"``. A first entry that grants
+            access to a domain other than 0 is, as in the binding,
+            preceded by dom0 as owner without access.
         """
+        check_type(t, path, "set_permissions")
         self._check_open()
-        if not isinstance(perms, (list, tuple)):
-            raise _error(errno.EINVAL, "perms must be a list of dicts")
-        entries = [_perm_entry(item) for item in perms]
-        if entries and entries[0][0] != 0 and (entries[0][1] or
-                                               entries[0][2]):
-            entries.insert(0, (0, False, False))
-        strings = [_perm_string(*entry) for entry in entries]
-        self._call(t, lambda client: client.set_perms(path, strings))
+        strings = perm_strings(perms)
+        if strings is None:
+            raise _error(errno.EINVAL, "perms must be a non-empty list")
+        self._call(t, lambda client: client.set_perms(check_path(path),
+                                                      strings))
 
     # -- watches ----------------------------------------------------------
 
-    def watch(self, path: str, token: Any) -> None:
+    def watch(self, path: Path, token: Any) -> None:
         """Watches ``path``; :meth:`read_watch` gives ``token`` (any object,
-        compared by identity) back with each event."""
+        compared by identity) back with each event, with the event path in
+        the type of ``path``. Special paths (``@...``) are the daemon's to
+        judge."""
+        check_type(None, path, "watch", first=1)
         self._check_open()
-        wire = b"%d" % id(token)
-        with self._lock:
-            entry = self._tokens.setdefault(wire, [token, 0])
-            entry[1] += 1
+        wpath = check_path(path)
+        wire = self._events.add(token, isinstance(path, bytes))
         try:
-            self._monitor.watch(path, wire)
-        except PyXSError as exc:
-            self._forget(wire)
-            raise _translate(exc) from exc
+            self._ack(Op.WATCH, wpath, wire)
+        except BaseException:
+            self._events.discard(wire)
+            raise
 
-    def _forget(self, wire: bytes) -> None:
-        with self._lock:
-            entry = self._tokens.get(wire)
-            if entry is not None:
-                entry[1] -= 1
-                if entry[1] <= 0:
-                    del self._tokens[wire]
-
-    def unwatch(self, path: str, token: Any) -> None:
-        """Stops the watch set by ``watch(path, token)``."""
+    def unwatch(self, path: Path, token: Any) -> None:
+        """Stops the watch set by ``watch(path, token)``; its events still
+        queued are dropped."""
+        check_type(None, path, "unwatch", first=1)
         self._check_open()
-        wire = b"%d" % id(token)
-        try:
-            self._monitor.unwatch(path, wire)
-        except PyXSError as exc:
-            raise _translate(exc) from exc
-        finally:
-            self._forget(wire)
+        wpath = check_path(path)
+        wire = self._events.wire(token, isinstance(path, bytes))
+        self._ack(Op.UNWATCH, wpath, wire)
+        self._events.discard(wire)
 
-    def read_watch(self) -> Tuple[str, Any]:
-        """Waits for a watch event and returns ``(path, token)``.
-
-        Events of watches already removed are skipped.
-        """
+    def read_watch(self) -> Tuple[Path, Any]:
+        """Waits for a watch event and returns ``(path, token)``."""
         self._check_open()
-        while True:
-            try:
-                path, wire = self._monitor.get(unwatched=True)
-            except PyXSError as exc:
-                raise _translate(exc) from exc
-            with self._lock:
-                entry = self._tokens.get(wire)
-            if entry is not None:
-                return _text(path), entry[0]
+        event = self._do(lambda: self._events.get(block=True))
+        assert event is not None  # a blocking get() returns an event
+        return event
+
+    def check_watch(self) -> Optional[Tuple[Path, Any]]:
+        """Returns a pending watch event ``(path, token)``, or None at once
+        if there is none."""
+        self._check_open()
+        return self._do(lambda: self._events.get(block=False))
 
     def fileno(self) -> int:
         """A descriptor readable while watch events are pending, for
         ``select`` (as ``xs_fileno``)."""
         self._check_open()
-        return self._monitor.fileno()
+        return self._events.fileno()
 
     # -- transactions -------------------------------------------------------
 
@@ -382,22 +379,24 @@ class xs:  # noqa: N801 -- the binding's class name
             raise _translate(exc) from exc
         with self._lock:
             self._transactions[tx_id] = client
-        return "%X" % tx_id
+        return "%x" % tx_id
 
-    def transaction_end(self, transaction: Handle, abort: int = 0) -> bool:
-        """Commits (or with ``abort``, abandons) a transaction.
+    def transaction_end(self, transaction: Handle, abort: Any = 0) -> bool:
+        """Commits (or with a true ``abort``, abandons) a transaction.
 
         :returns: False if the commit conflicted (EAGAIN) and must be
             redone, True otherwise.
         """
+        t = transaction
+        check_handle(t)
+        tx_id = parse_handle(t)
         self._check_open()
-        tx_id = _parse_handle(transaction)
+        abort = bool(check_int(abort))
         with self._lock:
             client = self._transactions.pop(tx_id, None) if tx_id else None
         if client is None:
-            # Unknown here: the daemon decides (it refuses with ENOENT).
-            command = b"F\x00" if abort else b"T\x00"
-            return self._end_unknown(transaction, command)
+            # Unknown here: the daemon decides.
+            return self._end_unknown(t, b"F" if abort else b"T")
         try:
             if abort:
                 client.rollback()
@@ -408,44 +407,50 @@ class xs:  # noqa: N801 -- the binding's class name
         finally:
             client.close()
 
-    def _end_unknown(self, transaction: Handle, command: bytes) -> bool:
+    def _end_unknown(self, t: Handle, command: bytes) -> bool:
         def end(client: Client) -> bool:
             try:
-                client.execute_command(Op.TRANSACTION_END, command)
+                client.execute_command(Op.TRANSACTION_END, command + NUL)
             except PyXSError as exc:
                 if exc.errno == errno.EAGAIN:
                     return False
                 raise
             return True
-        return self._call(transaction, end)
+        return self._call(t, end)
 
     # -- domains ------------------------------------------------------------
 
     def introduce_domain(self, dom: int, page: int, port: int) -> None:
         """Tells the daemon to talk to domain ``dom``."""
-        self._do(lambda: self._client.introduce_domain(dom, page, port))
+        self._ack(Op.INTRODUCE, check_domid(dom, 1), check_domid(page, 2, 64),
+                  check_domid(port, 3))
 
     def release_domain(self, dom: int) -> None:
         """Tells the daemon to forget domain ``dom``."""
-        self._do(lambda: self._client.release_domain(dom))
+        self._ack(Op.RELEASE, check_domid(dom, 1))
 
     def resume_domain(self, dom: int) -> None:
         """Clears the daemon's shutdown flag for domain ``dom``."""
-        self._do(lambda: self._client.resume_domain(dom))
+        self._ack(Op.RESUME, check_domid(dom, 1))
 
     def set_target(self, dom: int, target: int) -> None:
         """Lets domain ``dom`` act on domain ``target``'s nodes."""
-        self._do(lambda: self._client.set_target(dom, target))
+        self._ack(Op.SET_TARGET, check_domid(dom, 1), check_domid(target, 2))
 
     def get_domain_path(self, domid: int) -> Optional[str]:
-        """Returns the home path of domain ``domid``."""
+        """Returns the home path of domain ``domid`` (str, as the binding
+        does), None if the daemon has none."""
+        number = check_domid(domid, 1)
+
         def get() -> Optional[str]:
             try:
-                return _text(self._client.get_domain_path(domid))
+                reply = self._client.execute_command(Op.GET_DOMAIN_PATH,
+                                                     number + NUL)
             except PyXSError as exc:
                 if exc.errno == errno.ENOENT:
                     return None
                 raise
+            return reply.decode("utf-8", "surrogateescape")
         return self._do(get)
 
     # -- life cycle ---------------------------------------------------------
@@ -458,13 +463,11 @@ class xs:  # noqa: N801 -- the binding's class name
         with self._lock:
             clients = list(self._transactions.values())
             self._transactions.clear()
-            self._tokens.clear()
         # Closing the connection first drops the watches without a round
         # trip (safe from a finaliser, whatever thread runs it); a
         # read_watch() blocked in another thread then raises Error.
         self._client.router.terminate()
+        self._events.close()
         for client in clients:
             client.close()
-        self._monitor.__exit__(None, None, None)
         self._client.close()
-

@@ -29,6 +29,8 @@ OVERSIZE_MAX = 1 << 24
 #: ``type, req_id, tx_id, len`` as four host-order uint32.
 HEADER = struct.Struct("=IIII")
 
+Operations = Op  # pyxs 0.4's other name for it
+
 _KNOWN_OPS = frozenset(Op)
 
 class Event(NamedTuple):

@@ -61,15 +61,15 @@ def check_reply(sent_op: int, sent_tx: int,
 
     The reply's op must be the request's, or ERROR. Its transaction must be
     the request's, except for TRANSACTION_START (daemons differ in what
-    they put there) and for the header-less replies of old xenbus drivers
-    (``req_id = 0``, see :class:`PendingTable`).
+    they put there) and for the header-less WATCH/UNWATCH replies of old
+    xenbus drivers (``req_id = 0``, see :class:`PendingTable`).
     """
     op = reply.op
     if op != sent_op and op != _ERROR:
         return UnexpectedPacket("%s request got a %s reply" % (
             op_name(sent_op), op_name(op)))
     if reply.tx_id != sent_tx and sent_op != _TRANSACTION_START and \
-            reply.rq_id != 0:
+            not (reply.rq_id == 0 and sent_op in _QUIRK_OPS):
         return UnexpectedPacket(
             "%s reply carries transaction %d, the request was in %d" % (
                 op_name(sent_op), reply.tx_id, sent_tx))

@@ -55,7 +55,9 @@ LIST_PARTS_MAX = 1024
 
 _TX_ID = re.compile(rb"([0-9]{1,10})\x00\Z")
 _NAMES = re.compile(rb"(?:[A-Za-z0-9_@-]+\x00)*\Z")
-_PERMS = re.compile(rb"(?:[rwbn][0-9]{1,10}\x00)+\Z")
+# A sign is possible: C xenstored stores what strtol() read, and Xen's own
+# binding lets a negative domid through (``n-1`` comes back as written).
+_PERMS = re.compile(rb"(?:[rwbn]-?[0-9]{1,10}\x00)+\Z")
 _PART = re.compile(rb"([0-9]{1,20})\x00((?:[A-Za-z0-9_@-]+\x00)*)(\x00?)\Z")
 _ERROR_NAME = re.compile(rb"(E[A-Z0-9_]+)\x00?\Z")
 

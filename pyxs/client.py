@@ -6,6 +6,7 @@ clients (and their monitors) may share one router, hence one connection.
 """
 
 import errno
+import re
 import threading
 import warnings
 from typing import (
@@ -63,6 +64,7 @@ Path = Union[bytes, str]
 
 _LIST_PART_RETRIES = 16  # restarts of a DIRECTORY_PART listing that changed
 _ERROR = int(Op.ERROR)  # compared on every reply: a plain int is faster
+_COMMAND_BYTES = re.compile(b"[\x00\x20-\x7f]*\\Z")  # as pyxs 0.4's
 
 
 def _is_control_domain() -> bool:
@@ -79,6 +81,11 @@ def _decimal(number: int) -> bytes:
 
 def _deprecated(old: str, new: str) -> None:
     warnings.warn("Client.%s() is deprecated, use Client.%s()" % (old, new),
+                  DeprecationWarning, stacklevel=3)
+
+
+def _deprecated_keyword(old: str, new: str) -> None:
+    warnings.warn("Client(%s=...) is pyxs 0.3's; use %s" % (old, new),
                   DeprecationWarning, stacklevel=3)
 
 
@@ -108,14 +115,33 @@ class Client:
     def __init__(self, unix_socket_path: Optional[str] = None,
                  xen_bus_path: Optional[str] = None,
                  router: Optional[Router] = None,
-                 timeout: Optional[float] = None) -> None:
+                 timeout: Optional[float] = None, *,
+                 socket_timeout: Optional[float] = None,
+                 connection: Any = None,
+                 transaction: Optional[bool] = None) -> None:
+        # pyxs 0.3's keywords, each deprecated for its 0.4 spelling.
+        if socket_timeout is not None:
+            _deprecated_keyword("socket_timeout", "Client(timeout=...)")
+            if timeout is not None and timeout != socket_timeout:
+                raise TypeError("give timeout or socket_timeout, not both")
+            timeout = socket_timeout
+        if connection is not None:
+            _deprecated_keyword("connection",
+                                "Client(router=Router(connection))")
+            if router is not None:
+                raise TypeError("give router or connection, not both")
+            router = Router(connection)
+        if transaction is not None:
+            _deprecated_keyword("transaction",
+                                "client.transaction() once connected")
+        self._begin_transaction = bool(transaction)
         timeout = validate_timeout(timeout, "Client")
         if router is None:
             if unix_socket_path or not xen_bus_path:
-                connection: Any = UnixSocketConnection(unix_socket_path)
+                conn: Any = UnixSocketConnection(unix_socket_path)
             else:
-                connection = XenBusConnection(xen_bus_path)
-            router = Router(connection)
+                conn = XenBusConnection(xen_bus_path)
+            router = Router(conn)
         self.router = router
         self.tx_id = 0
         self.timeout = timeout
@@ -154,6 +180,9 @@ class Client:
         if not self._connected:
             self.router.acquire(self.timeout)
             self._connected = True
+            if self._begin_transaction:  # Client(transaction=True), 0.3
+                self._begin_transaction = False
+                self.transaction()
 
     def close(self) -> None:
         """Finalises the client; idempotent.
@@ -237,6 +266,13 @@ class Client:
                            for arg in args)
         if kwargs.get("nul_terminated") and not payload.endswith(NUL):
             payload += NUL
+        # As pyxs 0.4: printable ASCII and NUL only, but a WRITE's value
+        # (after the path's NUL) may hold any bytes.
+        checked = payload.partition(NUL)[0] if op == Op.WRITE else payload
+        if not _COMMAND_BYTES.match(checked):
+            raise InvalidPayload(payload, "arguments may hold only "
+                                 "printable ASCII and NUL", op=op,
+                                 call="execute_command")
         if len(payload) > PAYLOAD_MAX:
             raise InvalidPayload(payload, op=op, call="execute_command")
         return self._send(op, payload).rstrip(NUL)

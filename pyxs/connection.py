@@ -11,6 +11,7 @@ import select
 import socket
 import stat
 import time
+import warnings
 from collections import deque
 from typing import Callable, Deque, List, Optional, Union
 
@@ -262,10 +263,22 @@ class UnixSocketConnection(FileDescriptorConnection):
         when not given.
     """
 
-    def __init__(self, path: Optional[str] = None) -> None:
+    def __init__(self, path: Optional[str] = None,
+                 socket_timeout: Optional[float] = None) -> None:
         super().__init__()
         self.path = path or default_socket_path()
         self._socket: Optional[socket.socket] = None
+        #: pyxs 0.3's keyword: now the connect timeout when connect() is
+        #: given none (a reply's timeout is Client(timeout=...)).
+        self.socket_timeout = socket_timeout
+        if socket_timeout is not None:
+            warnings.warn("UnixSocketConnection(socket_timeout=...) is pyxs "
+                          "0.3's; use Client(timeout=...)",
+                          DeprecationWarning, stacklevel=2)
+
+    def create_transport(self) -> "_UnixSocketTransport":
+        """A new socket to :attr:`path` (pyxs 0.4's transport API)."""
+        return _UnixSocketTransport(self.path)
 
     @classmethod
     def from_socket(cls, sock: socket.socket,
@@ -280,6 +293,8 @@ class UnixSocketConnection(FileDescriptorConnection):
     def connect(self, timeout: Optional[float] = None) -> None:
         if self.fd is not None:
             return
+        if timeout is None:
+            timeout = self.socket_timeout
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             if timeout is None:
@@ -359,6 +374,10 @@ class XenBusConnection(FileDescriptorConnection):
         super().__init__()
         self.path = path or default_xenbus_path()
 
+    def create_transport(self) -> "_XenBusTransport":
+        """A new descriptor of :attr:`path` (pyxs 0.4's transport API)."""
+        return _XenBusTransport(self.path)
+
     def connect(self, timeout: Optional[float] = None) -> None:
         if self.fd is not None:
             return
@@ -393,3 +412,71 @@ class XenBusConnection(FileDescriptorConnection):
 
     def _write_nowait(self, data: Buffer) -> int:
         return super()._write_nowait(data[:_XENBUS_WRITE_MAX])
+
+# -- pyxs 0.4's names -------------------------------------------------------
+
+#: pyxs 0.4's name of the connections' base class.
+PacketConnection = FileDescriptorConnection
+_get_unix_socket_path = default_socket_path  # pyxs 0.4's private names
+_get_xenbus_path = default_xenbus_path
+
+
+class _UnixSocketTransport:
+    """pyxs 0.4's byte transport over the daemon's Unix socket: connects on
+    creation; ``fileno``, ``recv``, ``send`` (all of it) and ``close``.
+
+    :raises pyxs.exceptions.ConnectionError: if ``path`` cannot be
+        connected to.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.sock.connect(path)
+        except OSError as exc:
+            self.sock.close()
+            raise ConnectionError("cannot connect to XenStore at %s: %s"
+                                  % (path, exc.strerror or exc)) from exc
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def recv(self, size: int) -> bytes:
+        return self.sock.recv(size)
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class _XenBusTransport:
+    """pyxs 0.4's byte transport over the XenBus device: opens it on
+    creation; ``fileno``, ``recv``, ``send`` (all of it) and ``close``.
+
+    :raises pyxs.exceptions.ConnectionError: if ``path`` cannot be opened.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            self.fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise ConnectionError("cannot open XenBus device %s: %s"
+                                  % (path, exc.strerror)) from exc
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def recv(self, size: int) -> bytes:
+        return os.read(self.fd, size)
+
+    def send(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view[:_XENBUS_WRITE_MAX]):]
+
+    def close(self) -> None:
+        os.close(self.fd)

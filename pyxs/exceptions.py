@@ -193,8 +193,11 @@ class ConnectionError(PyXSError):
     """Raised when the connection cannot be opened, or dies."""
 
 
-class UnexpectedPacket(PyXSError):
-    """Raised when the daemon sends something the protocol does not allow."""
+class UnexpectedPacket(ConnectionError):
+    """Raised when the daemon sends something the protocol does not allow.
+
+    A :class:`ConnectionError`, as in pyxs 0.4: the peer cannot be trusted.
+    """
 
 
 class UnsupportedOperation(PyXSError):

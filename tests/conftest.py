@@ -118,7 +118,16 @@ _LABEL = re.compile(r"(?:\[|-)(%s)(?:\]|-)" % "|".join(
     re.escape(label) for label in sorted(ALL_DAEMONS, key=len, reverse=True)))
 
 
+_NOTES: Dict[str, None] = {}  # lines for the summary, in order, once
+
+
 def pytest_runtest_logreport(report: Any) -> None:
+    for name, value in getattr(report, "user_properties", ()):
+        if name == "summary":  # record_property("summary", line)
+            _NOTES[value] = None
+    if report.skipped and "NOT RUN" in str(report.longrepr):
+        _NOTES[str(report.longrepr[2] if isinstance(report.longrepr, tuple)
+                   else report.longrepr)] = None
     if report.when != "call" and not (report.when == "setup" and
                                       report.outcome != "passed"):
         return
@@ -133,6 +142,10 @@ def pytest_runtest_logreport(report: Any) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _NOTES:
+        terminalreporter.section("notes")
+        for line in _NOTES:
+            terminalreporter.write_line(line)
     if not _RESULTS:
         return
     terminalreporter.section("tests per daemon")

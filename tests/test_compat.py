@@ -128,10 +128,11 @@ def test_invalid_path_is_an_error(handle: xs) -> None:
 
 def test_permissions_round_trip(handle: xs) -> None:
     handle.write("", "/perm", "v")
-    perms = [{"dom": 0, "read": False, "write": False},
-             {"dom": 3, "read": True, "write": False},
-             {"dom": 4, "read": False, "write": True},
-             {"dom": 5, "read": True, "write": True}]
+    # The binding's format: read and write are the bits 1 and 2.
+    perms = [{"dom": 0, "read": 0, "write": 0},
+             {"dom": 3, "read": 1, "write": 0},
+             {"dom": 4, "read": 0, "write": 2},
+             {"dom": 5, "read": 1, "write": 2}]
     handle.set_permissions("", "/perm", perms)
     assert handle.get_permissions("", "/perm") == perms
     handle.set_permissions("", "/perm",
@@ -142,7 +143,7 @@ def test_permissions_round_trip(handle: xs) -> None:
 def test_default_permissions_of_dom0_node(handle: xs) -> None:
     handle.write("", "/own", "v")
     assert handle.get_permissions("", "/own") == [
-        {"dom": 0, "read": False, "write": False}]
+        {"dom": 0, "read": 0, "write": 0}]
 
 
 def test_set_permissions_defaults_and_owner_rule(handle: xs) -> None:
@@ -150,14 +151,14 @@ def test_set_permissions_defaults_and_owner_rule(handle: xs) -> None:
     # A granting first entry for another domain: dom0 becomes the owner.
     handle.set_permissions("", "/rule", [{"dom": 7, "read": 1}])
     assert handle.get_permissions("", "/rule") == [
-        {"dom": 0, "read": False, "write": False},
-        {"dom": 7, "read": True, "write": False}]
+        {"dom": 0, "read": 0, "write": 0},
+        {"dom": 7, "read": 1, "write": 0}]
     # A first entry without access may name another owner.
     handle.set_permissions("", "/rule", [{"dom": 7}, {"dom": 0,
                                                       "write": True}])
     assert handle.get_permissions("", "/rule") == [
-        {"dom": 7, "read": False, "write": False},
-        {"dom": 0, "read": False, "write": True}]
+        {"dom": 7, "read": 0, "write": 0},
+        {"dom": 0, "read": 0, "write": 2}]
 
 
 def test_set_permissions_refuses_bad_input(handle: xs) -> None:
@@ -169,9 +170,16 @@ def test_set_permissions_refuses_bad_input(handle: xs) -> None:
     with pytest.raises(TypeError):
         handle.set_permissions("", "/bad", [{"read": True}])
     with pytest.raises(TypeError):
-        handle.set_permissions("", "/bad", ["n0"])
+        handle.set_permissions("", "/bad", [5])
     assert handle.get_permissions("", "/bad") == [
-        {"dom": 0, "read": False, "write": False}]
+        {"dom": 0, "read": 0, "write": 0}]
+
+
+def test_set_permissions_takes_pyxs04_strings(handle: xs) -> None:
+    handle.write("", "/strings", "v")
+    handle.set_permissions("", "/strings", [b"n0", "r5"])
+    assert handle.get_permissions("", "/strings") == [
+        {"dom": 0, "read": 0, "write": 0}, {"dom": 5, "read": 1, "write": 0}]
 
 
 def test_get_permissions_of_missing_path_raises(handle: xs) -> None:
@@ -421,3 +429,81 @@ def test_domain_calls_on_unknown_domain_raise(handle: xs,
     raises_error(number, handle.release_domain, 99)
     raises_error(number, handle.resume_domain, 99)
     raises_error(errno.ENOENT, handle.set_target, 99, 98)
+
+
+# -- pyxs 0.4's forms and the binding's rules --------------------------------
+
+
+def test_results_follow_the_type_of_the_path(handle: xs) -> None:
+    handle.write(0, b"/typed/x", b"1")
+    assert handle.ls(0, b"/typed") == [b"x"]
+    assert handle.ls("", "/typed") == ["x"]
+    assert handle.read(0, b"/typed/x") == b"1"
+    assert handle.read("", "/typed/x") == b"1"
+
+
+def test_pyxs04_no_transaction_forms(handle: xs) -> None:
+    handle.write("", "/foo/bar", "v")
+    handle.rm(0, b"/foo")  # pyxs 0.4's own tests do this
+    assert handle.ls(None, b"/foo") is None
+    handle.write(b"", "/foo", "v")
+    assert handle.read(0, "/foo") == b"v"
+
+
+def test_event_path_in_the_type_of_the_watch(handle: xs) -> None:
+    token = object()
+    handle.watch(b"/ev/bytes", token)
+    assert next_event(handle) == (b"/ev/bytes", token)
+    handle.watch("/ev/text", token)
+    assert next_event(handle) == ("/ev/text", token)
+    handle.write("", "/ev/bytes/x", "1")
+    handle.write("", "/ev/text/y", "1")
+    assert handle.check_watch() == (b"/ev/bytes/x", token)
+    assert handle.check_watch() == ("/ev/text/y", token)
+    assert handle.check_watch() is None
+
+
+def test_minus_one_is_a_transaction_nobody_has(handle: xs,
+                                              daemon_kind: str) -> None:
+    # oxenstored answers EIO for a transaction it does not know.
+    unknown = expect(daemon_kind, {"oxenstored": errno.EIO,
+                                   "default": errno.ENOENT})
+    raises_error(unknown, handle.write, "-1", "/neg", "v")
+    assert handle.read("", "/neg") is None
+    t = handle.transaction_start()
+    assert isinstance(t, str) and int(t, 16) > 0
+    handle.write("0x" + t.upper(), "/hex", "v")  # strtoul(..., 16) reads it
+    assert handle.read("", "/hex") is None
+    assert handle.transaction_end(int(t, 16)) is True
+    assert handle.read("", "/hex") == b"v"
+
+
+def test_fileno_readable_exactly_when_check_watch_has_an_event(
+        handle: xs) -> None:
+    fd = handle.fileno()
+    token = object()
+    handle.watch("/sel", token)
+    assert readable(fd, WAIT)
+    assert handle.check_watch() == ("/sel", token)
+    assert not readable(fd, 0) and handle.check_watch() is None
+    handle.write("", "/sel/a", "1")
+    handle.unwatch("/sel", token)  # its queued event goes with it
+    assert not readable(fd, 0) and handle.check_watch() is None
+
+
+def test_special_watch_paths_are_the_daemons_to_judge(handle: xs) -> None:
+    handle.watch("@foo", "tok")  # C xenstored accepts it
+    assert next_event(handle) == ("@foo", "tok")
+    raises_error(errno.EINVAL, handle.watch, "/a//b", "tok")
+
+
+def test_error_args_are_errno_and_strerror(handle: xs) -> None:
+    error = raises_error(errno.EINVAL, handle.write, "", "/bad//path", "v")
+    assert error.args == (errno.EINVAL, "Invalid argument")
+    assert "/bad//path" in str(error) and "/bad//path" in error.detail
+    error = raises_error(errno.ENOENT, handle.get_permissions, "", "/none")
+    assert error.args == (errno.ENOENT, "No such file or directory")
+    assert error.detail == "GET_PERMS /none"
+    assert str(error) == "[Errno 2] No such file or directory (GET_PERMS " \
+        "/none)"
+    assert isinstance(error, RuntimeError)
