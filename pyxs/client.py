@@ -16,6 +16,7 @@ from typing import (
     Iterable,
     Iterator,
     List,
+    Mapping,
     Optional,
     Set,
     Tuple,
@@ -23,6 +24,7 @@ from typing import (
     Union,
 )
 
+from . import _batch
 from ._internal import (
     NUL,
     PAYLOAD_MAX,
@@ -57,6 +59,7 @@ __all__ = ["Client", "Monitor", "Router", "RVar"]
 
 T = TypeVar("T")
 Path = Union[bytes, str]
+Value = Union[bytes, str]
 
 _LIST_PART_RETRIES = 16  # restarts of a DIRECTORY_PART listing that changed
 _ERROR = int(Op.ERROR)  # compared on every reply: a plain int is faster
@@ -426,6 +429,29 @@ class Client:
                 raise
             value = b""
         return value, children
+
+    # -- batches (pyxs/_batch.py) -------------------------------------------
+
+    def read_many(self, paths: Iterable[Path],
+                  default: Optional[bytes] = None) -> List[bytes]:
+        """Reads many paths in one round trip; values in ``paths`` order.
+
+        Every path is validated before anything is sent; every reply is
+        collected before the first error (naming its path) is raised.
+        :param default: returned for a missing path instead of raising.
+        """
+        return _batch.read_many(self, paths, default)
+
+    def write_many(self, items: Union[Mapping[Path, Value],
+                                      Iterable[Tuple[Path, Value]]]) -> None:
+        """Writes a mapping or ``(path, value)`` pairs in one round trip,
+        in order; validated and checked as :meth:`read_many` is."""
+        _batch.write_many(self, items)
+
+    def pipeline(self) -> "_batch.Pipeline":
+        """A :class:`~pyxs._batch.Pipeline`: requests queued, then sent
+        together; its methods return futures."""
+        return _batch.Pipeline(self)
 
     # -- domains ------------------------------------------------------------
 
