@@ -130,24 +130,17 @@ class Future:
     def _settle(self, reply: Any) -> None:
         """Completes the future from a reply packet or a failure."""
         self._done = True
-        if isinstance(reply, BaseException):
-            if isinstance(reply, PyXSError) and reply.op is None:
-                reply.with_context(op_name(self.op), self.path)
-            self._error = reply
-            return
-        try:
-            if reply.op == _ERROR:
-                raise error(reply.payload.rstrip(NUL))
-            if reply.op != self.op:  # the router checks; a test double not
-                raise UnexpectedPacket("%s request got a %s reply" % (
-                    op_name(self.op), op_name(reply.op)))
-            self._value = self.parse(reply.payload)
-        except PyXSError as exc:
-            exc.with_context(op_name(self.op), self.path)
-            if self.default is not None and exc.args[0] == errno.ENOENT:
+        failure = _failure(self.op, self.path, reply)
+        if failure is None:
+            try:
+                self._value = self.parse(reply.payload)
+            except PyXSError as exc:
+                failure = exc.with_context(op_name(self.op), self.path)
+        if failure is not None:
+            if self.default is not None and failure.args[0] == errno.ENOENT:
                 self._value = self.default
             else:
-                self._error = exc
+                self._error = failure
 
 
 def _limit(client: "Client") -> int:
@@ -155,57 +148,59 @@ def _limit(client: "Client") -> int:
     return min(PAYLOAD_MAX, getattr(connection, "payload_max", PAYLOAD_MAX))
 
 
-def _submit(client: "Client", batch: Sequence[Future]) -> List[Any]:
-    """Sends ``batch`` (validated) in one write; returns its RVars."""
+def _submit(client: "Client", ops: Sequence[int],
+            payloads: Sequence[bytes]) -> List[Any]:
+    """Sends validated requests in one write; returns their RVars."""
     router = client.router
     tx_id = client.tx_id
     submit_many = getattr(router, "submit_many", None)
     if submit_many is not None:
-        return list(submit_many([(f.op, tx_id, f.payload) for f in batch]))
+        return list(submit_many([(op, tx_id, payload)
+                                 for op, payload in zip(ops, payloads)]))
     # A test double of the router: one request at a time.
-    return [router.send(Packet(f.op, f.payload, 0, tx_id)) for f in batch]
+    return [router.send(Packet(op, payload, 0, tx_id))
+            for op, payload in zip(ops, payloads)]
 
 
-def run(client: "Client", futures: Sequence[Future]) -> None:
-    """Sends validated requests and settles every future.
+def exchange(client: "Client", ops: Sequence[int],
+             payloads: Sequence[bytes]) -> List[Any]:
+    """Sends validated requests and waits for every reply.
 
-    Raises only when nothing more could be sent (the connection is
-    unusable; the error has the first unsent request's context) or on an
-    interrupt (Ctrl-C), once the requests in flight are abandoned.
+    Returns, for each request, its reply packet or the error its wait
+    ended with: the connection's failure, a timeout, or an ECANCELED
+    error for requests not sent because an earlier window timed out.
+    Raises only on an interrupt (Ctrl-C), once the requests in flight are
+    abandoned.
     """
     timeout = client.timeout
-    for start in range(0, len(futures), WINDOW):
-        window = futures[start:start + WINDOW]
+    replies: List[Any] = []
+    for start in range(0, len(payloads), WINDOW):
         try:
-            rvars = _submit(client, window)
-        except PyXSError as exc:
-            for future in futures[start:]:
-                future._settle(exc)
-            raise
-        stalled = False
-        index = 0
+            rvars = _submit(client, ops[start:start + WINDOW],
+                            payloads[start:start + WINDOW])
+        except PyXSError as exc:  # the connection is unusable
+            replies.extend(exc for _ in payloads[start:])
+            break
         try:
-            for index, rvar in enumerate(rvars):
-                # Once one reply is late, take what is in, abandon the rest.
+            # The daemon answers in order: once the last reply is in, so
+            # are the others, and the waits below return at once.
+            stalled = isinstance(_collect(rvars[-1], timeout), TimeoutError)
+            for rvar in rvars:
+                # Once a reply is late, take what is in, abandon the rest.
                 reply = _collect(rvar, 0 if stalled else timeout)
                 stalled = stalled or isinstance(reply, TimeoutError)
-                window[index]._settle(reply)
+                replies.append(reply)
         except BaseException:  # interrupted: abandon what is in flight
-            for rvar in rvars[index:]:
+            for rvar in rvars:
                 _collect(rvar, 0)
-            _cancel(futures[start:], errno.EINTR,
-                    "interrupted before its reply came")
             raise
         if stalled:
-            _cancel(futures[start + WINDOW:], errno.ECANCELED,
-                    "not sent: an earlier request of the batch timed out")
-            return
-
-
-def _cancel(futures: Iterable[Future], number: int, text: str) -> None:
-    for future in futures:
-        if not future._done:
-            future._settle(PyXSError(number, text))
+            replies.extend(
+                PyXSError(errno.ECANCELED, "not sent: an earlier request of "
+                          "the batch timed out")
+                for _ in payloads[len(replies):])
+            break
+    return replies
 
 
 def _collect(rvar: Any, timeout: Optional[float]) -> Any:
@@ -217,11 +212,20 @@ def _collect(rvar: Any, timeout: Optional[float]) -> Any:
         return exc
 
 
-def raise_first(futures: Iterable[Future]) -> None:
-    """Raises the first error among settled ``futures``."""
-    for future in futures:
-        if future._error is not None:
-            raise future._error
+def _failure(op: int, path: Any, reply: Any) -> Optional[PyXSError]:
+    """The error a reply (or a failed wait) stands for, with its context;
+    None for a reply of the request's own op (which the router checked)."""
+    if isinstance(reply, PyXSError):
+        if reply.op is None:
+            reply.with_context(op_name(op), path)
+        return reply
+    if reply.op == op:
+        return None
+    if reply.op == _ERROR:
+        return error(reply.payload.rstrip(NUL)).with_context(op_name(op),
+                                                             path)
+    return UnexpectedPacket("%s request got a %s reply" % (  # test doubles
+        op_name(op), op_name(reply.op))).with_context(None, path)
 
 
 # -- the batch calls -----------------------------------------------------
@@ -236,16 +240,8 @@ def _refused(call: str, index: int, exc: Exception) -> Exception:
     return type(exc)("%s item %d: %s" % (call, index, exc))
 
 
-def _read_future(path: Path, default: Optional[bytes],
-                 pipeline: "Optional[Pipeline]" = None) -> Future:
-    checked = validate_path(path)
-    if default is not None:
-        default = force_bytes(default, "default")
-    return Future(_READ, checked + NUL, checked, _same, default, pipeline)
-
-
-def _write_future(path: Path, value: Value, limit: int,
-                  pipeline: "Optional[Pipeline]" = None) -> Future:
+def _write_payload(path: Path, value: Value, limit: int
+                   ) -> Tuple[bytes, bytes]:
     checked = validate_path(path)
     data = force_bytes(value, "value")
     payload = checked + NUL + data
@@ -253,7 +249,7 @@ def _write_future(path: Path, value: Value, limit: int,
         raise InvalidPayload(data, "path and value exceed the %d-byte "
                              "payload limit" % limit, op="WRITE",
                              path=checked)
-    return Future(_WRITE, payload, checked, _ok, None, pipeline)
+    return checked, payload
 
 
 def _pairs(items: Union[Mapping[Path, Value], Iterable[Tuple[Path, Value]]]
@@ -272,15 +268,27 @@ def read_many(client: "Client", paths: Iterable[Path],
     if isinstance(paths, (bytes, str)):
         raise TypeError("read_many() takes a list of paths, not a single "
                         "%s" % type(paths).__name__)
-    futures = []
+    if default is not None:
+        default = force_bytes(default, "default")
+    checked = []
     for index, path in enumerate(paths):
         try:
-            futures.append(_read_future(path, default))
+            checked.append(validate_path(path))
         except (PyXSError, TypeError) as exc:
             raise _refused("read_many", index, exc) from None
-    run(client, futures)
-    raise_first(futures)
-    return [future._value for future in futures]
+    replies = exchange(client, [_READ] * len(checked),
+                       [path + NUL for path in checked])
+    values = []
+    for path, reply in zip(checked, replies):
+        if type(reply) is not Packet or reply.op != _READ:
+            failure = _failure(_READ, path, reply)
+            if failure is not None:
+                if default is None or failure.args[0] != errno.ENOENT:
+                    raise failure
+                values.append(default)
+                continue
+        values.append(reply.payload)
+    return values
 
 
 def write_many(client: "Client",
@@ -288,7 +296,8 @@ def write_many(client: "Client",
                             Iterable[Tuple[Path, Value]]]) -> None:
     """:meth:`Client.write_many`."""
     limit = _limit(client)
-    futures = []
+    paths = []
+    payloads = []
     for index, item in enumerate(_pairs(items)):
         try:
             try:
@@ -296,11 +305,21 @@ def write_many(client: "Client",
             except (TypeError, ValueError):
                 raise TypeError("expected a (path, value) pair, not %s"
                                 % type(item).__name__) from None
-            futures.append(_write_future(path, value, limit))
+            checked, payload = _write_payload(path, value, limit)
         except (PyXSError, TypeError) as exc:
             raise _refused("write_many", index, exc) from None
-    run(client, futures)
-    raise_first(futures)
+        paths.append(checked)
+        payloads.append(payload)
+    replies = exchange(client, [_WRITE] * len(payloads), payloads)
+    for path, reply in zip(paths, replies):
+        failure = _failure(_WRITE, path, reply)
+        if failure is None and reply.payload != b"OK\x00":
+            try:
+                _ok(reply.payload)
+            except PyXSError as exc:
+                failure = exc.with_context("WRITE", path)
+        if failure is not None:
+            raise failure
 
 
 class Pipeline:
@@ -324,12 +343,13 @@ class Pipeline:
     def __exit__(self, exc_type: Any, *exc_info: Any) -> None:
         if exc_type is not None:
             queued, self._queued = self._queued, []
-            for future in queued:
-                future._settle(PyXSError(
-                    errno.ECANCELED, "not sent: the pipeline's block raised"))
+            _cancel(queued, errno.ECANCELED,
+                    "not sent: the pipeline's block raised")
             return
         self.send()
-        raise_first(self._sent)
+        for future in self._sent:
+            if future._error is not None:
+                raise future._error
 
     def __len__(self) -> int:
         """Requests queued and not sent yet."""
@@ -338,9 +358,17 @@ class Pipeline:
     def send(self) -> None:
         """Sends the queued requests and waits for their replies."""
         queued, self._queued = self._queued, []
-        if queued:
-            self._sent.extend(queued)
-            run(self.client, queued)
+        if not queued:
+            return
+        self._sent.extend(queued)
+        try:
+            replies = exchange(self.client, [f.op for f in queued],
+                               [f.payload for f in queued])
+        except BaseException:
+            _cancel(queued, errno.EINTR, "interrupted before its reply came")
+            raise
+        for future, reply in zip(queued, replies):
+            future._settle(reply)
 
     def _add(self, future: Future) -> Future:
         self._queued.append(future)
@@ -348,12 +376,16 @@ class Pipeline:
 
     def read(self, path: Path, default: Optional[bytes] = None) -> Future:
         """Queues :meth:`Client.read`; the future's result is the value."""
-        return self._add(_read_future(path, default, self))
+        checked = validate_path(path)
+        if default is not None:
+            default = force_bytes(default, "default")
+        return self._add(Future(_READ, checked + NUL, checked, _same,
+                                default, self))
 
     def write(self, path: Path, value: Value) -> Future:
         """Queues :meth:`Client.write`; the future's result is None."""
-        return self._add(_write_future(path, value, _limit(self.client),
-                                       self))
+        checked, payload = _write_payload(path, value, _limit(self.client))
+        return self._add(Future(_WRITE, payload, checked, _ok, None, self))
 
     def mkdir(self, path: Path) -> Future:
         """Queues :meth:`Client.mkdir`."""
@@ -366,3 +398,9 @@ class Pipeline:
         checked = validate_path(path)
         return self._add(Future(_RM, checked + NUL, checked, _ok, None,
                                 self))
+
+
+def _cancel(futures: Iterable[Future], number: int, text: str) -> None:
+    for future in futures:
+        if not future._done:
+            future._settle(PyXSError(number, text))
