@@ -1,7 +1,9 @@
 """Batches: many requests in flight at once on the threaded client.
 
-:meth:`Client.read_many`, :meth:`Client.write_many` and
-:meth:`Client.pipeline` send their requests together, through
+:meth:`Client.read_many() <pyxs.client.Client.read_many>`,
+:meth:`write_many() <pyxs.client.Client.write_many>` and
+:meth:`pipeline() <pyxs.client.Client.pipeline>` send their requests
+together, through
 ``router.submit_many`` (one write per window of :data:`WINDOW` requests),
 and then wait for the replies, so a batch costs about one round trip
 instead of one per request. XenStore handles the requests of a connection
@@ -264,7 +266,7 @@ def _pairs(items: Union[Mapping[Path, Value], Iterable[Tuple[Path, Value]]]
 
 def read_many(client: "Client", paths: Iterable[Path],
               default: Optional[bytes] = None) -> List[bytes]:
-    """:meth:`Client.read_many`."""
+    """:meth:`~pyxs.client.Client.read_many`."""
     if isinstance(paths, (bytes, str)):
         raise TypeError("read_many() takes a list of paths, not a single "
                         "%s" % type(paths).__name__)
@@ -294,7 +296,7 @@ def read_many(client: "Client", paths: Iterable[Path],
 def write_many(client: "Client",
                items: Union[Mapping[Path, Value],
                             Iterable[Tuple[Path, Value]]]) -> None:
-    """:meth:`Client.write_many`."""
+    """:meth:`~pyxs.client.Client.write_many`."""
     limit = _limit(client)
     paths = []
     payloads = []
@@ -323,7 +325,8 @@ def write_many(client: "Client",
 
 
 class Pipeline:
-    """Requests queued and sent together; see :meth:`Client.pipeline`.
+    """Requests queued and sent together; see
+    :meth:`~pyxs.client.Client.pipeline`.
 
     Each method validates its arguments at once (a refused request is
     never queued) and returns a :class:`Future`. :meth:`send` sends what
@@ -375,7 +378,7 @@ class Pipeline:
         return future
 
     def read(self, path: Path, default: Optional[bytes] = None) -> Future:
-        """Queues :meth:`Client.read`; the future's result is the value."""
+        """Queues a read; the future's result is the value."""
         checked = validate_path(path)
         if default is not None:
             default = force_bytes(default, "default")
@@ -383,18 +386,18 @@ class Pipeline:
                                 default, self))
 
     def write(self, path: Path, value: Value) -> Future:
-        """Queues :meth:`Client.write`; the future's result is None."""
+        """Queues a write; the future's result is None."""
         checked, payload = _write_payload(path, value, _limit(self.client))
         return self._add(Future(_WRITE, payload, checked, _ok, None, self))
 
     def mkdir(self, path: Path) -> Future:
-        """Queues :meth:`Client.mkdir`."""
+        """Queues :meth:`~pyxs.client.Client.mkdir`."""
         checked = validate_path(path)
         return self._add(Future(_MKDIR, checked + NUL, checked, _ok,
                                 None, self))
 
     def delete(self, path: Path) -> Future:
-        """Queues :meth:`Client.delete`."""
+        """Queues :meth:`~pyxs.client.Client.delete`."""
         checked = validate_path(path)
         return self._add(Future(_RM, checked + NUL, checked, _ok, None,
                                 self))

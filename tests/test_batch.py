@@ -262,3 +262,20 @@ def test_batches_from_many_threads_share_the_connection(client):
     for thread in threads:
         thread.join(BOUND)
     assert errors == [] and not any(t.is_alive() for t in threads)
+
+
+@pytest.mark.parametrize("mode", [{}, {"chunk": 7, "seed": 1}])
+def test_batches_over_xenbus(daemon, mode):
+    from pyxs import Client
+    from pyxs.testing.xenbus import XenBusRelay
+    with XenBusRelay(daemon.socket_path, **mode) as relay, \
+            Client(xen_bus_path=relay.device, timeout=BOUND) as c:
+        keys = [b"/xb/k%d" % i for i in range(50)]
+        c.write_many((k, k) for k in keys)
+        assert c.read_many(keys) == keys
+        # XenBus carries 16 bytes less per request: refused before sending.
+        limit = 4096 - 16 - len(b"/xb/v") - 1
+        with pytest.raises(InvalidPayload) as info:
+            c.write_many([(b"/xb/ok", b"v"), (b"/xb/v", b"v" * (limit + 1))])
+        assert "4080" in str(info.value)
+        assert c.read(b"/xb/ok", b"unsent") == b"unsent"
