@@ -14,7 +14,7 @@
 
 from typing import Any
 
-from .client import Client, Monitor, Router, RVar
+from .client import Client
 from .exceptions import (
     ConnectionError,
     InvalidOperation,
@@ -26,7 +26,9 @@ from .exceptions import (
     TimeoutError,
     UnexpectedPacket,
 )
+from .monitor import Monitor
 from .recipes import TransactionConflict, run_transaction, wait_for
+from .router import Router, RVar
 
 __all__ = ["Client", "Monitor", "Router", "RVar", "monitor",
            "run_transaction", "wait_for", "PyXSError", "ConnectionError",

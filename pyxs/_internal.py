@@ -7,9 +7,9 @@ the other way round), so every corner of the wire format is testable alone.
 import functools
 import itertools
 import struct
-from collections import namedtuple
-from typing import Iterable, List, Optional, Union
+from typing import Iterable, List, NamedTuple, Optional, Union
 
+from ._ops import Op, op_name
 from .exceptions import InvalidOperation, InvalidPayload, UnexpectedPacket
 
 __all__ = ["NUL", "Op", "Packet", "Event", "PacketDecoder", "HEADER",
@@ -29,54 +29,31 @@ OVERSIZE_MAX = 1 << 24
 #: ``type, req_id, tx_id, len`` as four host-order uint32.
 HEADER = struct.Struct("=IIII")
 
-_OP_NAMES = (
-    "DEBUG", "DIRECTORY", "READ", "GET_PERMS", "WATCH", "UNWATCH",
-    "TRANSACTION_START", "TRANSACTION_END", "INTRODUCE", "RELEASE",
-    "GET_DOMAIN_PATH", "WRITE", "MKDIR", "RM", "SET_PERMS", "WATCH_EVENT",
-    "ERROR", "IS_DOMAIN_INTRODUCED", "RESUME", "SET_TARGET", "RESTRICT",
-    "RESET_WATCHES", "DIRECTORY_PART", "GET_FEATURE", "SET_FEATURE",
-    "GET_QUOTA", "SET_QUOTA", "CONTROL",
-)
-_OP_VALUES = tuple(range(20)) + (128,) + tuple(range(21, 27)) + (0,)
-
-
-class _Operations(namedtuple("Operation", _OP_NAMES)):
-    """Operation numbers by name; ``n in Op`` tells whether ``n`` is known.
-
-    ``CONTROL`` is the current name of op 0, ``DEBUG`` its older alias.
-    ``RESTRICT`` keeps the value 128 pyxs 0.4 gave it; no daemon serves it.
-    """
-
-    __slots__ = ()
-
-    def name_of(self, op: int) -> str:
-        """Returns the protocol name of ``op``, or ``OP<n>`` if unknown."""
-        if op == 0:
-            return "CONTROL"
-        try:
-            return self._fields[self.index(op)]
-        except ValueError:
-            return "OP%d" % op
-
-
-#: The XenStore operations (see ``xs_wire.h``).
-Op = _Operations(*_OP_VALUES)
-
 _KNOWN_OPS = frozenset(Op)
 
+class Event(NamedTuple):
+    """A watch notification: the path that changed and the watch's token."""
 
-def op_name(op: int) -> str:
-    """Returns the name of an operation number, for messages."""
-    return Op.name_of(op)
-
-
-#: A watch notification: the path that changed and the watch's token.
-Event = namedtuple("Event", "path token")
-
-_Header = namedtuple("_Header", "op rq_id tx_id size")
+    path: bytes
+    token: bytes
 
 
-class Packet(namedtuple("_Packet", "op rq_id tx_id size payload")):
+class _Header(NamedTuple):
+    op: int
+    rq_id: int
+    tx_id: int
+    size: int
+
+
+class _PacketFields(NamedTuple):
+    op: int
+    rq_id: int
+    tx_id: int
+    size: int
+    payload: bytes
+
+
+class Packet(_PacketFields):
     """A message to or from XenStore.
 
     :param op: an item of :data:`Op`.

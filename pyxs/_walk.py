@@ -14,14 +14,15 @@ goes below a name the caller removed, and what it fetched for nodes pruned
 later is dropped.
 """
 
+import errno
 import itertools
 from collections import deque
-from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
-from ._internal import Op, split_names
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .client import Client
+from ._internal import NUL, Op, Packet, split_names
+from ._pending import check_reply
+from .exceptions import PyXSError
+from .helpers import error
 
 WINDOW = 64   # children of one directory requested ahead, per frame
 BUDGET = 256  # nodes requested and not yet visited, for the whole walk
@@ -41,29 +42,99 @@ _PATH, _VALUE, _CHILDREN, _NAMES, _AHEAD, _WANTED, _PREFIX, _SCANNED = \
 # leaf).
 
 
-def ready_node(requests: Tuple[Any, Any], tx_id: int) -> Optional[Node]:
+Requests = Tuple[Any, Any]  # the RVars of a node's READ and DIRECTORY
+_ERROR = int(Op.ERROR)
+
+
+def ready_node(requests: Requests) -> Optional[Node]:
     """The node from its two replies when both are in and plainly good;
-    None when the caller must wait or handle an error."""
+    None when the caller must wait or handle an error. (The router's
+    pending table has checked the replies' op and transaction.)"""
     value_rvar, listing_rvar = requests
-    if listing_rvar._done and value_rvar._done:
+    if listing_rvar.done() and value_rvar.done():
         listing, value = listing_rvar._value, value_rvar._value
         if listing is not None and value is not None and \
-                listing.op == _DIRECTORY and value.op == _READ and \
-                listing.tx_id == tx_id == value.tx_id:
+                listing.op == _DIRECTORY and value.op == _READ:
             return value.payload, split_names(listing.payload)
     return None
 
 
 class TreeWalk:
-    """One walk of one client; iterate :meth:`run`."""
+    """One walk over one router; iterate :meth:`run`.
 
-    __slots__ = ("client", "topdown", "stack", "in_flight")
+    :param router: a :class:`~pyxs.router.Router`, or any object with
+        pyxs 0.4's ``send(packet) -> RVar`` (requests then go one by one).
+    :param list_children: lists a directory too long for one DIRECTORY
+        reply (the client's ``list``, which reads it in parts).
+    """
 
-    def __init__(self, client: "Client", topdown: bool) -> None:
-        self.client = client
+    __slots__ = ("router", "tx_id", "timeout", "list_children", "topdown",
+                 "stack", "in_flight")
+
+    def __init__(self, router: Any, tx_id: int, timeout: Optional[float],
+                 list_children: Callable[[bytes], List[bytes]],
+                 topdown: bool) -> None:
+        self.router = router
+        self.tx_id = tx_id
+        self.timeout = timeout
+        self.list_children = list_children
         self.topdown = topdown
         self.stack: List[List[Any]] = []
         self.in_flight = 0
+
+    def request(self, paths: List[bytes]) -> List[Requests]:
+        """Sends a READ and a DIRECTORY for each path, in one write."""
+        tx_id = self.tx_id
+        router = self.router
+        submit_many = getattr(router, "submit_many", None)
+        if submit_many is None:  # a pyxs 0.4 style router: one at a time
+            return [(router.send(Packet(_READ, path + NUL, 0, tx_id)),
+                     router.send(Packet(_DIRECTORY, path + NUL, 0, tx_id)))
+                    for path in paths]
+        requests = []
+        for path in paths:
+            payload = path + NUL
+            requests.append((_READ, tx_id, payload))
+            requests.append((_DIRECTORY, tx_id, payload))
+        rvars = submit_many(requests)
+        return list(zip(rvars[::2], rvars[1::2]))
+
+    def node(self, path: bytes, requests: Requests) -> Optional[Node]:
+        """The ``(value, children)`` of a node from its requests, waiting
+        for the replies; None if the node vanished."""
+        node = ready_node(requests)
+        if node is not None:
+            return node
+        value_rvar, listing_rvar = requests
+        try:
+            try:
+                children = split_names(
+                    self._payload(_DIRECTORY, listing_rvar, path))
+            except PyXSError as exc:
+                if exc.args[0] != errno.E2BIG:
+                    raise
+                children = self.list_children(path)
+        except PyXSError as exc:
+            if exc.args[0] == errno.ENOENT:
+                return None  # removed while we walked
+            raise
+        try:
+            value = self._payload(_READ, value_rvar, path)
+        except PyXSError as exc:
+            if exc.args[0] not in (errno.ENOENT, errno.EACCES):
+                raise
+            value = b""
+        return value, children
+
+    def _payload(self, op: int, rvar: Any, path: bytes) -> bytes:
+        reply: Packet = rvar.get(self.timeout)
+        refusal = check_reply(op, self.tx_id, reply)
+        if refusal is not None:
+            raise refusal.with_context(None, path)
+        if reply.op == _ERROR:
+            raise error(reply.payload.rstrip(NUL)).with_context(
+                Op.name_of(op), path)
+        return reply.payload
 
     def run(self, top: bytes, node: Node
             ) -> Iterator[Tuple[bytes, bytes, List[bytes]]]:
@@ -71,7 +142,6 @@ class TreeWalk:
         the caller fetched) and everything below it."""
         topdown = self.topdown
         stack = self.stack
-        client = self.client
         half = WINDOW // 2
         value, children = node
         frame = self._frame(top, value, children)
@@ -98,10 +168,10 @@ class TreeWalk:
                 continue  # pruned by the caller
             path = frame[_PREFIX] + name
             if seen is None:
-                node = client._node(path, requests)
-                if node is None:
+                fetched = self.node(path, requests)
+                if fetched is None:
                     continue  # removed while we walked
-                value, children = node
+                value, children = fetched
                 sub = self._frame(path, value, children) if children \
                     else None
             else:
@@ -119,8 +189,8 @@ class TreeWalk:
     def _frame(self, path: bytes, value: bytes, children: List[bytes]
                ) -> List[Any]:
         prefix = path if path.endswith(b"/") else path + b"/"
-        frame = [path, value, children, iter(list(children)), deque(),
-                 None, prefix, 0]
+        frame: List[Any] = [path, value, children, iter(list(children)),
+                            deque(), None, prefix, 0]
         self._top_up(frame)
         return frame
 
@@ -133,8 +203,7 @@ class TreeWalk:
             frame[_NAMES] = None  # every name is requested
         if batch:
             prefix = frame[_PREFIX]
-            pairs = self.client._request_nodes([prefix + name
-                                                for name in batch])
+            pairs = self.request([prefix + name for name in batch])
             ahead.extend([name, requests, None]
                          for name, requests in zip(batch, pairs))
             self.in_flight += len(batch)
@@ -143,7 +212,6 @@ class TreeWalk:
         """Settles entries whose replies are in, deepest frame first (they
         come soonest in walk order), requesting their children, until the
         budget is spent or an entry's replies are still on their way."""
-        tx_id = self.client.tx_id
         for frame in reversed(self.stack):
             wanted = frame[_WANTED]
             prefix = frame[_PREFIX]
@@ -152,7 +220,7 @@ class TreeWalk:
                 if entry[2] is None:
                     name = entry[0]
                     if wanted is None or name in wanted:
-                        node = ready_node(entry[1], tx_id)
+                        node = ready_node(entry[1])
                         if node is None:
                             break  # not in yet (or an error: left to visit)
                         value, children = node

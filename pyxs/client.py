@@ -1,4 +1,4 @@
-"""The XenStore client API: :class:`Client` and :class:`Monitor`.
+"""The XenStore client API: :class:`Client`.
 
 A client turns method calls into requests, sends them through its
 :class:`~pyxs.router.Router` and turns the replies into Python values. Several
@@ -6,8 +6,6 @@ clients (and their monitors) may share one router, hence one connection.
 """
 
 import errno
-import queue
-import socket
 import threading
 import warnings
 from typing import (
@@ -18,30 +16,20 @@ from typing import (
     List,
     Mapping,
     Optional,
-    Set,
     Tuple,
     TypeVar,
     Union,
 )
 
 from . import _batch
-from ._internal import (
-    NUL,
-    PAYLOAD_MAX,
-    Event,
-    Op,
-    Packet,
-    op_name,
-    split_names,
-)
-from ._walk import _DIRECTORY, _READ, TreeWalk, ready_node
+from ._internal import NUL, PAYLOAD_MAX, Op, Packet, op_name, split_names
+from ._pending import check_reply
+from ._walk import TreeWalk
 from .connection import UnixSocketConnection, XenBusConnection
 from .exceptions import (
-    ConnectionError,
     InvalidOperation,
     InvalidPayload,
     PyXSError,
-    TimeoutError,
     UnexpectedPacket,
 )
 from .helpers import (
@@ -50,9 +38,9 @@ from .helpers import (
     validate_domid,
     validate_path,
     validate_perms,
-    validate_token,
-    validate_watch_path,
 )
+from .monitor import Monitor
+from .recipes import run_transaction
 from .router import Router, RVar
 
 __all__ = ["Client", "Monitor", "Router", "RVar"]
@@ -166,50 +154,41 @@ class Client:
     # -- requests -----------------------------------------------------------
 
     def _send(self, op: int, payload: bytes, path: Any = None) -> bytes:
-        """Sends one request, waits for its reply and returns its payload."""
-        rvar = None
+        """Sends one request, waits for its reply and returns its payload;
+        an ERROR reply raises the daemon's error."""
         router = self.router
         try:
             if type(router) is Router:  # the fast path: no Packet object
                 reply = router.call(op, self.tx_id, payload, self.timeout)
             else:  # any object with send() works too, e.g. a test double
-                rvar = router.send(Packet(op, payload, 0, self.tx_id))
-                reply = rvar.get(self.timeout)
+                reply = self._call_foreign(op, payload)
         except PyXSError as exc:
             if exc.op is None:
                 exc.with_context(op_name(op), path)
             raise
-        except BaseException:
-            # Interrupted between sending and waiting: drop the late reply.
-            if rvar is not None and not rvar.done() and \
-                    hasattr(router, "_abandon"):
-                router._abandon(rvar)
-            raise
-        if reply.op == op != _ERROR and reply.tx_id == self.tx_id:
-            return reply.payload  # what _check_reply() would return
-        return self._check_reply(op, reply, path)
-
-    def _submit(self, op: int, payload: bytes) -> RVar:
-        """Sends one request; returns the RVar its reply will fill."""
-        router = self.router
-        if type(router) is Router:  # the fast path: no Packet object
-            return router.submit(op, self.tx_id, payload)
-        # Any object with send() works too, e.g. a test double.
-        return router.send(Packet(op, payload, 0, self.tx_id))
-
-    def _check_reply(self, op: int, reply: Packet, path: Any) -> bytes:
-        if reply.op == Op.ERROR:
+        if reply.op == _ERROR:
             raise error(reply.payload.rstrip(NUL)).with_context(
                 op_name(op), path)
-        if reply.op != op:
-            raise UnexpectedPacket("%s request got a %s reply" % (
-                op_name(op), op_name(reply.op))).with_context(None, path)
-        if reply.tx_id != self.tx_id and op != Op.TRANSACTION_START and \
-                reply.rq_id:
-            raise UnexpectedPacket("%s reply carries transaction %d instead "
-                                   "of %d" % (op_name(op), reply.tx_id,
-                                              self.tx_id))
         return reply.payload
+
+    def _call_foreign(self, op: int, payload: bytes) -> Packet:
+        """One request through a router that only offers pyxs 0.4's
+        ``send(packet) -> RVar``; its reply checked as the router's own
+        pending table checks replies."""
+        router = self.router
+        rvar = router.send(Packet(op, payload, 0, self.tx_id))
+        try:
+            reply: Packet = rvar.get(self.timeout)
+        except BaseException:
+            # Interrupted or timed out: drop the late reply.
+            abandon = getattr(router, "abandon", None)
+            if abandon is not None and not rvar.done():
+                abandon(rvar)
+            raise
+        refusal = check_reply(op, self.tx_id, reply)
+        if refusal is not None:
+            raise refusal
+        return reply
 
     def _ack(self, op: int, payload: bytes, path: Any = None) -> None:
         """Sends a request whose only correct reply is ``OK``."""
@@ -375,60 +354,12 @@ class Client:
         is reported as ``b""``.
         """
         top = validate_path(top)
-        node = self._node(top, self._request_node(top))
+        walk = TreeWalk(self.router, self.tx_id, self.timeout, self.list,
+                        topdown)
+        node = walk.node(top, walk.request([top])[0])
         if node is None:  # unlike a vanished child, a missing top is an error
             raise error(errno.ENOENT).with_context("DIRECTORY", top)
-        return TreeWalk(self, topdown).run(top, node)
-
-    def _request_node(self, path: bytes) -> Tuple[RVar, RVar]:
-        return self._request_nodes([path])[0]
-
-    def _request_nodes(self, paths: List[bytes]
-                       ) -> List[Tuple[RVar, RVar]]:
-        """Sends a READ and a DIRECTORY for each path, in one write."""
-        router = self.router
-        if type(router) is not Router:  # a test double: one at a time
-            return [(self._submit(Op.READ, path + NUL),
-                     self._submit(Op.DIRECTORY, path + NUL))
-                    for path in paths]
-        tx_id = self.tx_id
-        requests = []
-        for path in paths:
-            payload = path + NUL
-            requests.append((_READ, tx_id, payload))
-            requests.append((_DIRECTORY, tx_id, payload))
-        rvars = router.submit_many(requests)
-        return list(zip(rvars[::2], rvars[1::2]))
-
-    def _node(self, path: bytes, requests: Tuple[RVar, RVar]
-              ) -> Optional[Tuple[bytes, List[bytes]]]:
-        """The ``(value, children)`` of a node from its READ and DIRECTORY
-        requests, waiting for the replies; None if the node vanished."""
-        node = ready_node(requests, self.tx_id)
-        if node is not None:
-            return node
-        value_rvar, listing_rvar = requests
-        try:
-            reply = listing_rvar.get(self.timeout)
-            try:
-                children = split_names(
-                    self._check_reply(Op.DIRECTORY, reply, path))
-            except PyXSError as exc:
-                if exc.args[0] != errno.E2BIG:
-                    raise
-                children = self._list_parts(path, exc)
-        except PyXSError as exc:
-            if exc.args[0] == errno.ENOENT:
-                return None  # removed while we walked
-            raise
-        try:
-            value = self._check_reply(Op.READ, value_rvar.get(self.timeout),
-                                      path)
-        except PyXSError as exc:
-            if exc.args[0] not in (errno.ENOENT, errno.EACCES):
-                raise
-            value = b""
-        return value, children
+        return walk.run(top, node)
 
     # -- batches (pyxs/_batch.py) -------------------------------------------
 
@@ -534,13 +465,13 @@ class Client:
 
         See :func:`pyxs.recipes.run_transaction` for the arguments.
         """
-        from .recipes import run_transaction
         return run_transaction(self, func, **kwargs)
 
     # -- watches and control ------------------------------------------------
 
-    def monitor(self) -> "Monitor":
-        """Returns a :class:`Monitor` sharing this client's connection."""
+    def monitor(self) -> Monitor:
+        """Returns a :class:`~pyxs.monitor.Monitor` sharing this client's
+        connection."""
         return Monitor(self)
 
     def control(self, *args: Union[bytes, str]) -> bytes:
@@ -589,194 +520,3 @@ class Client:
         """Deprecated: :meth:`commit` or :meth:`rollback`."""
         _deprecated("transaction_end", "commit() or Client.rollback")
         return self._end(commit)
-
-
-class _Lost:
-    """Queued for a monitor when the connection dies."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: PyXSError) -> None:
-        self.error = error
-
-
-class Monitor:
-    """Watches XenStore paths and delivers their events.
-
-    ::
-
-        with Client() as c, c.monitor() as m:
-            m.watch(b"/vm/1/state", b"state")
-            for path, token in m.wait(timeout=30):
-                ...
-
-    The monitor shares its client's router. Events arrive in
-    :attr:`events` (a queue) as :class:`~pyxs._internal.Event` tuples; the
-    queue is unbounded, so an undrained monitor never blocks other users of
-    the connection. :meth:`fileno` makes the monitor usable with
-    ``select``. Used as a context manager, the monitor keeps the
-    connection open and removes all its watches on exit.
-    """
-
-    def __init__(self, client: Client) -> None:
-        self.client = client.__copy__()
-        self._parent = client
-        self.events: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
-        self.unwatch_queue: Set[Tuple[bytes, bytes]] = set()
-        self._lock = threading.Lock()
-        self._signal: Optional[Tuple[socket.socket, socket.socket]] = None
-        attach = getattr(self.client.router, "attach", None)
-        if attach is not None:  # test doubles of the router may lack it
-            attach(self)
-
-    def __enter__(self) -> "Monitor":
-        self.client.connect()
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        try:
-            if self.client.router.is_connected:
-                self.close()
-        finally:
-            self.client.close()
-            self._close_signal()
-
-    def __repr__(self) -> str:
-        return "Monitor(%r, watched=%d)" % (self.client,
-                                            len(self.unwatch_queue))
-
-    @property
-    def watched(self) -> Set[bytes]:
-        """The paths this monitor watches."""
-        return {wpath for wpath, _ in self.unwatch_queue}
-
-    def close(self) -> None:
-        """Removes every watch of this monitor."""
-        for wpath, token in list(self.unwatch_queue):
-            self.unwatch(wpath, token)
-
-    def watch(self, wpath: Path, token: Union[bytes, str]) -> None:
-        """Adds a watch on ``wpath`` (or ``@introduceDomain`` /
-        ``@releaseDomain``).
-
-        Any change at or below ``wpath`` (creation, removal, new value,
-        new permissions) produces an event ``(path, token)``; one event
-        also fires right away. Changes inside a transaction fire on commit.
-        """
-        wpath = validate_watch_path(wpath)
-        token = validate_token(token)
-        router = self.client.router
-        router.subscribe(token, self)
-        try:
-            self.client._ack(Op.WATCH, wpath + NUL + token + NUL, wpath)
-        except BaseException:
-            if not any(t == token for _, t in self.unwatch_queue):
-                router.unsubscribe(token, self)
-            raise
-        self.unwatch_queue.add((wpath, token))
-
-    def unwatch(self, wpath: Path, token: Union[bytes, str]) -> None:
-        """Removes a watch added by :meth:`watch`.
-
-        Events already queued stay in :attr:`events`.
-        """
-        wpath = validate_watch_path(wpath)
-        token = validate_token(token)
-        self.client._ack(Op.UNWATCH, wpath + NUL + token + NUL, wpath)
-        self.unwatch_queue.discard((wpath, token))
-        if not any(t == token for _, t in self.unwatch_queue):
-            self.client.router.unsubscribe(token, self)
-
-    # -- delivery (called by the router thread) -----------------------------
-
-    def deliver(self, event: Event) -> None:
-        """Queues an event; called by the router."""
-        self.events.put(event)
-        self._notify()
-
-    def _connection_lost(self, failure: PyXSError) -> None:
-        self.events.put(_Lost(failure))
-        self._notify()
-
-    def _notify(self) -> None:
-        pair = self._signal
-        if pair is not None:
-            try:
-                pair[1].send(b"e")
-            except OSError:
-                pass
-
-    def fileno(self) -> int:
-        """A descriptor that is readable while events are queued.
-
-        For ``select``/``selectors``, like libxenstore's ``xs_fileno``.
-        """
-        with self._lock:
-            if self._signal is None:
-                reader, writer = socket.socketpair()
-                reader.setblocking(False)
-                writer.setblocking(False)
-                # Bytes already owed for events queued before this call.
-                for _ in range(self.events.qsize()):
-                    writer.send(b"e")
-                self._signal = (reader, writer)
-            return self._signal[0].fileno()
-
-    def _close_signal(self) -> None:
-        pair, self._signal = self._signal, None
-        if pair is not None:
-            for end in pair:
-                end.close()
-
-    def _take(self, timeout: Optional[float]) -> Any:
-        try:
-            item = self.events.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError("no watch event within %g s" % timeout) \
-                from None
-        pair = self._signal
-        if pair is not None:
-            try:
-                pair[0].recv(1)
-            except OSError:
-                pass
-        if isinstance(item, _Lost):
-            self.events.put(item)  # every later wait() fails the same way
-            self._notify()
-            raise ConnectionError(*item.error.args)
-        return item
-
-    def _is_watched(self, event: Event) -> bool:
-        path, token = event
-        watched = self.unwatch_queue
-        while True:  # the path itself, then each ancestor
-            if (path, token) in watched:
-                return True
-            cut = path.rfind(b"/")
-            if cut < 0 or path == b"/":
-                return False
-            path = path[:cut] or b"/"
-
-    def get(self, timeout: Optional[float] = None,
-            unwatched: bool = False) -> Event:
-        """Returns the next event, waiting up to ``timeout`` seconds.
-
-        :raises pyxs.exceptions.TimeoutError: if none arrives in time.
-        :raises pyxs.exceptions.ConnectionError: if the connection died.
-        """
-        while True:
-            event = self._take(timeout)
-            if unwatched or self._is_watched(event):
-                return event
-
-    def wait(self, unwatched: bool = False,
-             timeout: Optional[float] = None) -> Iterator[Event]:
-        """Yields events for the watched paths, forever.
-
-        :param unwatched: also yield events for watches already removed.
-        :param timeout: raise :class:`pyxs.exceptions.TimeoutError` when no
-            event arrives for this many seconds.
-        """
-        while True:
-            yield self.get(timeout, unwatched)
-

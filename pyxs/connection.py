@@ -7,11 +7,12 @@ descriptor, writes bytes completely and hands back the packets it reads.
 import errno
 import functools
 import os
+import select
 import socket
 import stat
 import time
 from collections import deque
-from typing import Callable, Deque, List, Optional
+from typing import Callable, Deque, List, Optional, Union
 
 from ._internal import HEADER, PAYLOAD_MAX, Op, Packet, PacketDecoder
 from .exceptions import ConnectionError, TimeoutError
@@ -20,6 +21,7 @@ __all__ = ["FileDescriptorConnection", "UnixSocketConnection",
            "XenBusConnection", "default_socket_path", "default_xenbus_path"]
 
 _READ_SIZE = 65536
+Buffer = Union[bytes, memoryview]
 _XENBUS_WRITE_MAX = 4096  # the xenbus device refuses longer writes (E2BIG)
 # oxenstored (4.17) answers DIRECTORY on a socket with the whole child list,
 # however long (and has no DIRECTORY_PART): accept such replies.
@@ -94,8 +96,19 @@ class FileDescriptorConnection:
             except OSError:
                 pass
 
-    def _write(self, data: memoryview) -> int:
+    def _write(self, data: Buffer) -> int:
+        """Writes what it can of ``data`` (blocking); returns the count."""
         return os.write(self.fileno(), data)
+
+    def _write_nowait(self, data: Buffer) -> int:
+        """Writes what it can of ``data`` without blocking; returns the
+        count, 0 when the peer takes nothing now."""
+        fd = self.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        if not poller.poll(0):
+            return 0
+        return os.write(fd, data)
 
     #: True when :meth:`wake_reader` wakes a blocked read, so a reader
     #: needs no poll() to notice the connection closing.
@@ -112,23 +125,48 @@ class FileDescriptorConnection:
     #: 0 means the data went out whole (only the caller was interrupted).
     unsent = 0
 
-    def send_bytes(self, data: bytes) -> None:
-        """Writes ``data`` completely, however many writes it takes."""
-        view = data
+    def send_bytes(self, data: bytes,
+                   deadline: Optional[float] = None) -> None:
+        """Writes ``data`` completely, however many writes it takes.
+
+        :param deadline: a :func:`time.monotonic` time after which
+            :class:`~pyxs.exceptions.TimeoutError` is raised instead;
+            :attr:`unsent` then tells how much was left.
+        """
+        view: Buffer = data
         try:
-            written = self._write(data)  # usually all of it
-            if written == len(data):
-                view = b""
-                return
-            view = memoryview(data)[written:]
-            while view:
-                written = self._write(view)
-                view = view[written:]
+            if deadline is None:
+                written = self._write(data)  # usually all of it
+                if written == len(data):
+                    view = b""
+                    return
+                view = memoryview(data)[written:]
+                while view:
+                    view = view[self._write(view):]
+            else:
+                while view:
+                    written = self._write_nowait(view)
+                    if written:
+                        view = memoryview(view)[written:]
+                    elif not self._wait_writable(deadline):
+                        raise TimeoutError(
+                            "writing to %s: the peer took %d of %d bytes "
+                            "in time" % (self.path, len(data) - len(view),
+                                         len(data)))
         except OSError as exc:
             raise ConnectionError("writing to %s failed: %s"
                                   % (self.path, exc.strerror)) from exc
         finally:
             self.unsent = len(view)
+
+    def _wait_writable(self, deadline: float) -> bool:
+        """Waits until the descriptor takes bytes; False at the deadline."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        poller = select.poll()
+        poller.register(self.fileno(), select.POLLOUT)
+        return bool(poller.poll(int(left * 1000 + 0.999)))
 
     def send(self, packet: Packet) -> None:
         """Writes one packet."""
@@ -274,8 +312,20 @@ class UnixSocketConnection(FileDescriptorConnection):
                 pass
             sock.close()
 
-    def _write(self, data: memoryview) -> int:
-        return self._socket.send(data)
+    def _connected_socket(self) -> socket.socket:
+        sock = self._socket
+        if sock is None:  # closed, maybe by another thread meanwhile
+            raise ConnectionError("not connected to %s" % self.path)
+        return sock
+
+    def _write(self, data: Buffer) -> int:
+        return self._connected_socket().send(data)
+
+    def _write_nowait(self, data: Buffer) -> int:
+        try:
+            return self._connected_socket().send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return 0
 
     read_wakes_on_close = True
 
@@ -288,14 +338,10 @@ class UnixSocketConnection(FileDescriptorConnection):
                 pass
 
     def _reader(self) -> Callable[[int], bytes]:
-        if self._socket is None:
-            raise ConnectionError("not connected to %s" % self.path)
-        return self._socket.recv
+        return self._connected_socket().recv
 
     def fileno(self) -> int:
-        if self._socket is None:
-            raise ConnectionError("not connected to %s" % self.path)
-        return self.fd
+        return self._connected_socket().fileno()
 
 
 class XenBusConnection(FileDescriptorConnection):
@@ -327,14 +373,23 @@ class XenBusConnection(FileDescriptorConnection):
                                   "directory" % self.path)
         self.fd = fd
 
-    def send_bytes(self, data: bytes) -> None:
+    def send_bytes(self, data: bytes,
+                   deadline: Optional[float] = None) -> None:
         """Writes each packet of ``data`` with a write of its own: Linux's
         xenbus device takes one message per write and drops the rest."""
         offset = 0
-        while offset < len(data):
-            size = HEADER.size + HEADER.unpack_from(data, offset)[3]
-            super().send_bytes(data[offset:offset + size])
-            offset += size
+        size = 0
+        try:
+            while offset < len(data):
+                size = HEADER.size + HEADER.unpack_from(data, offset)[3]
+                super().send_bytes(data[offset:offset + size], deadline)
+                offset += size
+        finally:
+            if offset < len(data):  # the packet at offset failed
+                self.unsent = len(data) - offset - size + self.unsent
 
-    def _write(self, data: memoryview) -> int:
+    def _write(self, data: Buffer) -> int:
         return os.write(self.fileno(), data[:_XENBUS_WRITE_MAX])
+
+    def _write_nowait(self, data: Buffer) -> int:
+        return super()._write_nowait(data[:_XENBUS_WRITE_MAX])

@@ -10,6 +10,8 @@ import errno as _errno
 import os
 from typing import Any, Optional
 
+from ._ops import op_name
+
 __all__ = ["PyXSError", "InvalidOperation", "InvalidPayload", "InvalidPath",
            "InvalidPermission", "InvalidToken", "ConnectionError",
            "UnexpectedPacket", "TimeoutError"]
@@ -97,7 +99,6 @@ class _InvalidValue(PyXSError, ValueError):
         super().__init__(value)
         self.reason = reason
         if op is not None:
-            from ._internal import op_name
             self.op = op if isinstance(op, str) else op_name(op)
         self.path = path
 

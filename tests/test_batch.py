@@ -25,9 +25,9 @@ class Writes:
         connection = client.router.connection
         real = connection.send_bytes
 
-        def send_bytes(data):
+        def send_bytes(data, *args):
             self.count += 1
-            real(data)
+            real(data, *args)
         connection.send_bytes = send_bytes
 
 

@@ -68,7 +68,7 @@ def test_watch_unwatch_cycles_leak_nothing(client):
     finally:
         tracemalloc.stop()
     assert settle() == (threads, fds)
-    assert client.router._subscribers == {}
+    assert client.router.stats()["watch_tokens"] == set()
     assert after - before < 64 * 1024
 
 
@@ -131,7 +131,7 @@ def test_ctrl_c_during_a_blocking_call_leaves_the_client_usable():
             # Usually it lands in the wait: the client stays usable, and
             # only the unanswered /block request is still outstanding.
             assert value == b"value"
-            assert len(c.router._pending) == 1
+            assert c.router.stats()["in_flight"] == 1
 
 
 def test_interrupt_after_a_whole_send_keeps_the_connection(monkeypatch):
@@ -140,8 +140,8 @@ def test_interrupt_after_a_whole_send_keeps_the_connection(monkeypatch):
         connection = c.router.connection
         real_send = connection.send_bytes
 
-        def send_then_interrupt(data):
-            real_send(data)
+        def send_then_interrupt(data, *deadline):
+            real_send(data, *deadline)
             raise KeyboardInterrupt  # as if Ctrl-C came right after
 
         monkeypatch.setattr(connection, "send_bytes", send_then_interrupt)
@@ -149,7 +149,7 @@ def test_interrupt_after_a_whole_send_keeps_the_connection(monkeypatch):
             c.read(b"/a")
         monkeypatch.undo()
         assert c.read(b"/b") == b"value"  # the late reply went nowhere
-        assert c.router._pending == {}
+        assert c.router.stats()["in_flight"] == 0
 
 
 def test_interrupt_in_the_middle_of_a_send_closes_the_connection(
@@ -167,6 +167,7 @@ def test_interrupt_in_the_middle_of_a_send_closes_the_connection(
             return real_write(view[:5])
 
         monkeypatch.setattr(connection, "_write", half_then_interrupt)
+        monkeypatch.setattr(connection, "_write_nowait", half_then_interrupt)
         with pytest.raises(KeyboardInterrupt):
             c.read(b"/a")
         monkeypatch.undo()

@@ -22,7 +22,10 @@ from pyxs.helpers import (
 
 ops = st.sampled_from(sorted(set(Op)))
 ids = st.integers(min_value=0, max_value=2 ** 32 - 1)
-packets = st.builds(Packet, ops, st.binary(max_size=PAYLOAD_MAX), ids, ids)
+# Positional, as callers build packets (builds() would go by _fields).
+packets = st.builds(lambda op, payload, rq_id, tx_id:
+                    Packet(op, payload, rq_id, tx_id),
+                    ops, st.binary(max_size=PAYLOAD_MAX), ids, ids)
 
 
 @given(st.lists(packets, max_size=8), st.lists(st.integers(1, 5000),

@@ -48,7 +48,7 @@ def test_calls_and_events_share_the_reading_role(client):
         for _ in range(100):
             assert m.get(BOUND) == (b"/ev/k", b"t")
         # Callers do not pile up in the queue of waiting followers.
-        assert not client.router._followers
+        assert client.router.stats()["followers"] == 0
 
 
 def test_events_arrive_while_nobody_calls(client, monkeypatch):
@@ -176,15 +176,15 @@ def test_interrupted_follower_leaves_the_queue(monkeypatch):
         connection = c.router.connection
         real_send = connection.send_bytes
 
-        def send_bytes(data: bytes) -> None:
-            real_send(data)
+        def send_bytes(data: bytes, *deadline: float) -> None:
+            real_send(data, *deadline)
             if b"/slow" in data:
                 written.set()
 
         monkeypatch.setattr(connection, "send_bytes", send_bytes)
         with ctrl_c_once(written), pytest.raises(KeyboardInterrupt):
             c.read(b"/slow")  # never answered
-        assert not c.router._followers
+        assert c.router.stats()["followers"] == 0
         with Client(unix_socket_path=fake.socket_path,
                     timeout=BOUND) as other:
             assert other.read(b"/release") == b"value"
@@ -210,7 +210,8 @@ def test_interrupt_inside_the_read_keeps_the_connection(monkeypatch):
             c.read(b"/a")
         monkeypatch.setattr(UnixSocketConnection, "_reader", real_reader)
         assert c.read(b"/b") == b"value"
-        assert c.router._pending == {}  # the abandoned reply was dropped
+        # The abandoned reply was dropped.
+        assert c.router.stats()["in_flight"] == 0
 
 
 def test_interrupt_after_the_read_loses_no_byte(monkeypatch):
@@ -230,7 +231,7 @@ def test_interrupt_after_the_read_loses_no_byte(monkeypatch):
         assert c.router.connection.has_unparsed
         # The next reader handles the stored reply first, then its own.
         assert c.read(b"/b") == b"value"
-        assert c.router._pending == {}
+        assert c.router.stats()["in_flight"] == 0
 
 
 def test_interrupt_while_handling_replies_closes_the_connection(
@@ -281,12 +282,12 @@ class HeldWrites:
         real_send = connection.send_bytes
         real_await = Router._await
 
-        def send_bytes(data: bytes) -> None:
+        def send_bytes(data: bytes, *deadline: float) -> None:
             self.packets_per_write.append(_count_packets(data))
             if len(self.packets_per_write) == 1:
                 self.writing.set()
                 assert self.release.wait(BOUND)
-            real_send(data)
+            real_send(data, *deadline)
             if then is not None and len(self.packets_per_write) == 1:
                 then()
 
@@ -349,26 +350,29 @@ def test_interrupted_writer_with_others_queued_closes_cleanly(client,
         assert "interrupted" in str(outcome[0])
 
 
-def test_thread_sleeps_while_a_caller_waits_long_with_watches(monkeypatch):
+def _wakeups(thread: threading.Thread) -> int:
+    """How often ``thread`` went to sleep and was woken (the kernel's
+    count of its voluntary context switches)."""
+    with open("/proc/self/task/%d/status" % thread.native_id) as status:
+        for line in status:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches for the thread")
+
+
+def test_thread_sleeps_while_a_caller_waits_long_with_watches():
     script = Held()
     with FakeDaemon(script) as fake, \
             Client(unix_socket_path=fake.socket_path, timeout=BOUND) as c, \
             c.monitor() as m:
         m.watch(b"/w", b"t")
         assert m.get(BOUND) == (b"/w", b"t")
-        looks: List[int] = []
-        real_drain = Router._drain_wakeups
-
-        def drain(router: Router) -> None:
-            looks.append(1)
-            real_drain(router)
-
-        monkeypatch.setattr(Router, "_drain_wakeups", drain)
+        before = _wakeups(c.router.thread)
         with pytest.raises(TimeoutError):
             c.router.submit(Op.READ, 0, b"/slow\0").get(0.5)
         # While the caller read (and would have delivered events), the
         # thread did not look every 2 ms: that would be about 250 times.
-        assert len(looks) < 25
+        assert _wakeups(c.router.thread) - before < 25
         # Once the caller let go, the thread reads for the monitor again.
         fake.connections[0].reply(
             Packet(Op.WATCH_EVENT, b"/w/x\0t\0"), b"/w/x\0t\0",

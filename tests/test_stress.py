@@ -85,7 +85,7 @@ def test_sixteen_threads_share_one_router(daemon):
             total += increments
         # Every committed increment counted exactly once.
         assert int(c.read(b"/stress/counter")) == total
-        assert c.router._pending == {}
+        assert c.router.stats()["in_flight"] == 0
 
 
 def test_close_while_other_threads_are_mid_call(daemon):

@@ -96,8 +96,8 @@ class SendLog:
         connection = client.router.connection
         original = connection.send_bytes
 
-        def send_bytes(data: bytes) -> None:
-            original(data)
+        def send_bytes(data: bytes, *deadline: float) -> None:
+            original(data, *deadline)
             with self._cond:
                 offset = 0  # one write may carry several requests
                 while offset < len(data):
