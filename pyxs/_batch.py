@@ -59,12 +59,8 @@ Path = Union[bytes, str]
 Value = Union[bytes, str]
 
 
-def _op(name: str) -> int:
-    return int(getattr(Op, name))  # Op's fields are not typed
-
-
 _ERROR, _READ, _WRITE, _MKDIR, _RM = (
-    _op(name) for name in ("ERROR", "READ", "WRITE", "MKDIR", "RM"))
+    int(Op.ERROR), int(Op.READ), int(Op.WRITE), int(Op.MKDIR), int(Op.RM))
 
 
 def _ok(payload: bytes) -> None:
