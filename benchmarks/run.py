@@ -40,16 +40,23 @@ WORKLOADS = {
     "pending_memory": (1000, 200, "bytes per pending request"),
     "domain_start": (300, 5, "domain starts/s (tx + 200 writes)"),
     "read_many": (500, 5, "reads/s, 200 keys at once"),
+    "aio_seq_read": (20000, 200, "reads/s, pyxs.aio"),
+    "aio_concurrent_read": (40000, 400, "reads/s, pyxs.aio, 8 coroutines"),
 }
 TARGETS = {"seq_read": 1.5, "seq_write": 1.5, "threaded_read": 3.0,
            "transaction": 1.5, "watch_events": 2.0, "walk": 5.0,
            "domain_start": 10.0}
 FLOOR_WORKLOADS = ("seq_read", "walk", "domain_start", "read_many")
-# Ratios against libxenstore, and against this pyxs making one call per
-# key ("pyxs-seq"), with their targets (None: shown, no target).
+# Ratios against libxenstore, and against this pyxs's reference way of
+# doing the same ("pyxs-seq": one call per key for the batches, the
+# threaded client for pyxs.aio), with their targets (None: no target).
 FLOOR_TARGETS = {"domain_start": 5.0}
-SEQ_WORKLOADS = {"domain_start": None, "read_many": 8.0}
-OURS_ONLY = ("pending_memory",)  # uses Router.submit, new in this pyxs
+SEQ_WORKLOADS = {"domain_start": None, "read_many": 8.0,
+                 "aio_seq_read": 0.9, "aio_concurrent_read": 1.0}
+SEQ_LABELS = {"aio_seq_read": "threaded pyxs",
+              "aio_concurrent_read": "threaded pyxs, 8 threads"}
+# Use Router.submit or pyxs.aio, new in this pyxs.
+OURS_ONLY = ("pending_memory", "aio_seq_read", "aio_concurrent_read")
 THREAD_COUNTS = (1, 2, 4, 8, 16)
 
 
@@ -196,7 +203,8 @@ def other_ratios(name, row):
     parts = []
     for label, targets, text in (
             ("libxenstore", FLOOR_TARGETS, "libxenstore"),
-            ("pyxs-seq", SEQ_WORKLOADS, "pyxs one call per key")):
+            ("pyxs-seq", SEQ_WORKLOADS,
+             SEQ_LABELS.get(name, "pyxs one call per key"))):
         if name not in targets:
             continue
         reference = row.get(label, {}).get("median")

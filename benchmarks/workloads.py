@@ -3,7 +3,8 @@
 Usage: ``python workloads.py IMPL SOCKET WORKLOAD SIZE [THREADS]`` where
 IMPL is ``pyxs`` (whichever pyxs is importable: ours or 0.4.1 from a
 throwaway venv), ``pyxs-seq`` (ours, but the batch workloads make one
-call per key, as 0.4.1 must) or ``libxenstore`` (Xen's C library through
+call per key, as 0.4.1 must, and the aio workloads use the threaded
+client) or ``libxenstore`` (Xen's C library through
 ctypes, the floor). Prints one JSON object: operations, seconds, CPU seconds.
 """
 
@@ -307,10 +308,59 @@ def read_many(client, size, threads):
     return timed(run)
 
 
+def aio_seq_read(client, size, threads):
+    """seq_read through pyxs.aio (pyxs-seq: the threaded client)."""
+    if SEQUENTIAL:
+        return seq_read(client, size, threads)
+    import asyncio
+
+    import pyxs.aio
+    client.write(PREFIX + b"/r", b"value")
+
+    async def main():
+        async with pyxs.aio.Client(client.router.connection.path) as c:
+            start = time.perf_counter(), time.process_time()
+            for _ in range(size):
+                await c.read(PREFIX + b"/r")
+            return start
+    return _async_result(asyncio.run(main()), size)
+
+
+def aio_concurrent_read(client, size, threads):
+    """``threads`` coroutines reading through one pyxs.aio client
+    (pyxs-seq: ``threads`` threads sharing one threaded client)."""
+    if SEQUENTIAL:
+        return threaded_read(client, size, threads)
+    import asyncio
+
+    import pyxs.aio
+    client.write(PREFIX + b"/t", b"value")
+    per_task = size // threads
+
+    async def reader(c):
+        for _ in range(per_task):
+            await c.read(PREFIX + b"/t")
+
+    async def main():
+        async with pyxs.aio.Client(client.router.connection.path) as c:
+            start = time.perf_counter(), time.process_time()
+            await asyncio.gather(*(reader(c) for _ in range(threads)))
+            return start
+    return _async_result(asyncio.run(main()), per_task * threads)
+
+
+def _async_result(start, operations):
+    wall, cpu = start
+    return {"operations": operations,
+            "seconds": time.perf_counter() - wall,
+            "cpu_seconds": time.process_time() - cpu}
+
+
 WORKLOADS = {f.__name__: f for f in (seq_read, seq_write, threaded_read,
                                      walk, transaction, watch_events,
                                      big_list, idle, pending_memory,
-                                     domain_start, read_many)}
+                                     domain_start, read_many, aio_seq_read,
+                                     aio_concurrent_read)}
 
 
 def main(argv):
