@@ -69,11 +69,21 @@ class Driver:
     def _fail(self, failure: PyXSError) -> None:
         """Marks the connection dead; the router thread then shuts down."""
         with self._lock:
-            already = self._closed
-            self._closed = self._role.closed = self._outbox.closed = True
-            if self._failure is None:
-                self._failure = failure
-        if not already and self._closing is not None:
+            first = self._mark_failed(failure)
+        if first:
+            self._signal_end()
+
+    def _mark_failed(self, failure: PyXSError) -> bool:
+        """_fail()'s bookkeeping, under the lock; True the first time."""
+        first = not self._closed
+        self._closed = self._role.closed = self._outbox.closed = True
+        if self._failure is None:
+            self._failure = failure
+        return first
+
+    def _signal_end(self) -> None:
+        """Wakes every reader and the thread: the connection is ending."""
+        if self._closing is not None:
             self._closing.wake()
             self.connection.wake_reader()
 
@@ -279,7 +289,7 @@ class Driver:
         """Completes the slots of the replies and queues the events read.
         The hot loop of every reader, hence the local names."""
         match = self._pending.match
-        completed = self._role.completed
+        role = self._role
         for packet in packets:
             if packet[0] == _WATCH_EVENT:
                 self._queue_event(packet)
@@ -289,7 +299,8 @@ class Driver:
                 if refusal is not None:  # abandoned ones are dropped quietly
                     log.warning("dropped a %s", refusal)
                 continue
-            completed(rvar)  # it need not wait for the role any more
+            if role.followers:  # it need not wait for the role any more
+                role.completed(rvar)
             if refusal is None:
                 rvar._value = packet
             else:

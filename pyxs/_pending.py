@@ -32,7 +32,7 @@ thread holding the reading role, without the lock. That is safe because
 and only ``match`` and ``fail_all`` remove entries.
 """
 
-from typing import Dict, Generic, List, Optional, Set, Tuple, TypeVar
+from typing import Any, Dict, Generic, List, Optional, Set, Tuple, TypeVar
 
 from ._internal import Packet
 from ._ops import Op, op_name
@@ -76,15 +76,9 @@ def check_reply(sent_op: int, sent_tx: int,
     return None
 
 
-class _Entry(Generic[S]):
-    """One request in flight: its slot (None once abandoned), op, tx."""
-
-    __slots__ = ("slot", "op", "tx_id")
-
-    def __init__(self, slot: Optional[S], op: int, tx_id: int) -> None:
-        self.slot = slot
-        self.op = op
-        self.tx_id = tx_id
+# An entry is a list [slot or None once abandoned, op, tx_id]: a list,
+# not a small class, because one is made per request on the hot path.
+_SLOT, _OP, _TX = range(3)
 
 
 class PendingTable(Generic[S]):
@@ -93,7 +87,7 @@ class PendingTable(Generic[S]):
     __slots__ = ("_entries", "_abandoned", "_next_id", "abandoned_limit")
 
     def __init__(self, abandoned_limit: int = ABANDONED_LIMIT) -> None:
-        self._entries: Dict[int, _Entry[S]] = {}
+        self._entries: Dict[int, List[Any]] = {}
         self._abandoned: Set[int] = set()
         self._next_id = 1
         self.abandoned_limit = abandoned_limit
@@ -113,7 +107,7 @@ class PendingTable(Generic[S]):
         rq_id = self._next_id
         while rq_id in entries:
             rq_id = rq_id + 1 if rq_id + 1 < RQ_ID_LIMIT else 1
-        entries[rq_id] = _Entry(slot, op, tx_id)
+        entries[rq_id] = [slot, op, tx_id]
         self._next_id = rq_id + 1 if rq_id + 1 < RQ_ID_LIMIT else 1
         return rq_id
 
@@ -127,32 +121,35 @@ class PendingTable(Generic[S]):
         an abandoned request, and ``(None, error)`` for an id nobody sent.
         Not for WATCH_EVENT packets.
         """
-        rq_id = reply.rq_id
+        rq_id = reply[1]
         entry = self._entries.pop(rq_id, None)
-        if entry is None and rq_id == 0:
+        if entry is not None:
+            slot, op, tx_id = entry
+            if slot is not None and reply[0] == op and reply[2] == tx_id:
+                return slot, None  # the common case, first
+        elif rq_id == 0:
             entry = self._pop_quirk(reply.op)
         if entry is None:
             return None, UnexpectedPacket(
                 "%s reply for unknown request id %d" % (op_name(reply.op),
                                                         rq_id))
-        slot = entry.slot
+        slot, op, tx_id = entry
         if slot is None:
             self._abandoned.discard(rq_id)
             return None, None
-        if reply.op == entry.op and reply.tx_id == entry.tx_id:
-            return slot, None
-        return slot, check_reply(entry.op, entry.tx_id, reply)
+        return slot, check_reply(op, tx_id, reply)
 
-    def _pop_quirk(self, op: int) -> Optional[_Entry[S]]:
+    def _pop_quirk(self, op: int) -> Optional[List[Any]]:
         """The oldest WATCH/UNWATCH request an id-0 reply can answer: the
         reply's own op, or either for ERROR. Old xenbus drivers answer
         these in order, without copying the request header."""
         if op not in _QUIRK_OPS and op != _ERROR:
             return None
         for rq_id, entry in list(self._entries.items()):  # an atomic copy
-            if entry.op in _QUIRK_OPS and (op == _ERROR or entry.op == op):
+            sent = entry[_OP]
+            if sent in _QUIRK_OPS and (op == _ERROR or sent == op):
                 if self._entries.pop(rq_id, None) is entry:
-                    if entry.slot is None:
+                    if entry[_SLOT] is None:
                         self._abandoned.discard(rq_id)
                     return entry
         return None
@@ -164,8 +161,8 @@ class PendingTable(Generic[S]):
         abandoned: the driver must then fail the connection.
         """
         entry = self._entries.get(rq_id)
-        if entry is not None and entry.slot is slot:
-            entry.slot = None
+        if entry is not None and entry[_SLOT] is slot:
+            entry[_SLOT] = None
             self._abandoned.add(rq_id)
             if rq_id not in self._entries:  # match() took it meanwhile
                 self._abandoned.discard(rq_id)
@@ -176,5 +173,5 @@ class PendingTable(Generic[S]):
         first, for the driver to fail."""
         entries, self._entries = self._entries, {}
         self._abandoned = set()
-        return [entry.slot for entry in entries.values()
-                if entry.slot is not None]
+        return [entry[_SLOT] for entry in entries.values()
+                if entry[_SLOT] is not None]

@@ -71,6 +71,10 @@ class _Thread:
 #: The router thread, as a holder of the role.
 THREAD = _Thread()
 
+# release()'s answers that promote nobody, made once (it runs per call).
+_NOBODY: Tuple[None, bool] = (None, False)
+_WAKE_THREAD_ONLY: Tuple[None, bool] = (None, True)
+
 # What arrive() tells the caller to do.
 LEAD = "lead"                # read until your reply is in, then release()
 FOLLOW = "follow"            # wait on your slot: DONE or READER
@@ -125,21 +129,20 @@ class ReadingRole(Generic[W]):
         """The holder leaves. Returns ``(follower, wake_thread)``: the
         follower promoted to holder (mark it READER and wake it), and
         whether the router thread must be woken."""
-        successor: Optional[W] = None
         followers = self.followers
-        if not (self.closed and self.thread_wants) and followers:
+        if followers and not (self.closed and self.thread_wants):
             successor = next(iter(followers))
             del followers[successor]
-        if successor is not None:
             self.holder = successor
             return successor, False
         if self.thread_wants:
             self.holder = THREAD
-            return None, True
+            return _WAKE_THREAD_ONLY
         self.holder = None
-        wake = self.thread_wants_free
-        self.thread_wants_free = False
-        return None, wake
+        if self.thread_wants_free:
+            self.thread_wants_free = False
+            return _WAKE_THREAD_ONLY
+        return _NOBODY
 
     def thread_take(self) -> bool:
         """The router thread asks for the role: True if it holds it now,

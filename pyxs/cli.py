@@ -327,7 +327,8 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     command = list(args.command)
     if command[:1] == ["--"]:
         command = command[1:]
-    with _sigterm_raises(), XenStoreDaemon(args.daemon) as daemon:
+    with _sigterm_raises(), XenStoreDaemon(args.daemon,
+                                           xen=args.xen) as daemon:
         log.info("started %s at %s", args.daemon, daemon.socket_path)
         if not command:
             return _serve(daemon)
@@ -488,16 +489,20 @@ def _add_domain_commands(sub: Any) -> None:
 
 def _add_sandbox(sub: Any) -> None:
     """sandbox [--daemon KIND] [--] [COMMAND ...]."""
-    from .testing import DAEMON_KINDS
+    from .testing import DAEMON_KINDS, DEFAULT_RELEASE, XEN_RELEASES
     p = sub.add_parser(
         "sandbox", help="run COMMAND with a fresh, private daemon",
-        usage="%(prog)s [-h] [--daemon KIND] [--] [COMMAND [ARG ...]]",
+        usage="%(prog)s [-h] [--daemon KIND] [--xen RELEASE] [--] "
+              "[COMMAND [ARG ...]]",
         description="Starts a fresh daemon, runs COMMAND with "
                     "XENSTORED_PATH pointing at it and exits with its "
                     "status; without COMMAND, prints the socket and waits "
                     "for Ctrl-C. The daemon is always stopped.")
     p.add_argument("--daemon", choices=DAEMON_KINDS, default="embedded",
                    help="which daemon to start (default: embedded)")
+    p.add_argument("--xen", choices=XEN_RELEASES, metavar="RELEASE",
+                   help="the Xen release of that daemon (%s; default %s)"
+                   % (", ".join(XEN_RELEASES), DEFAULT_RELEASE))
     p.add_argument("command", metavar="COMMAND", nargs=argparse.REMAINDER,
                    help="the command and its arguments")
     p.set_defaults(handler=None)

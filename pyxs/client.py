@@ -151,6 +151,17 @@ class Client:
             self.tx_id = 0
             self.router.release()
 
+    def __del__(self) -> None:
+        # Like an unclosed file: warn, and let the router go (its thread
+        # then closes the connection), without waiting for any lock.
+        if getattr(self, "_connected", False):
+            self._connected = False
+            warnings.warn("unclosed %r" % (self,), ResourceWarning,
+                          stacklevel=2, source=self)
+            release = getattr(self.router, "release", None)
+            if release is not None and type(self.router) is Router:
+                release(blocking=False)
+
     # -- requests -----------------------------------------------------------
 
     def _send(self, op: int, payload: bytes, path: Any = None) -> bytes:

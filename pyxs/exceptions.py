@@ -175,7 +175,9 @@ class UnexpectedPacket(PyXSError):
     """Raised when the daemon sends something the protocol does not allow."""
 
 
-class TimeoutError(PyXSError, builtins.TimeoutError):
+# PyXSError's read-only errno/strerror (from args, as in pyxs 0.4) shadow
+# OSError's writable attributes on purpose.
+class TimeoutError(PyXSError, builtins.TimeoutError):  # type: ignore[override]
     """Raised when a reply does not arrive within the client's timeout."""
 
     def __init__(self, *args: Any) -> None:

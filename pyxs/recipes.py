@@ -83,7 +83,8 @@ def wait_for(client: Any, condition: Callable[[Any], Optional[T]],
                 return result
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                raise TimeoutError("condition not met within %g s" % timeout)
+                raise TimeoutError("condition not met within %g s"
+                                   % (timeout or 0))
             monitor.get(timeout=left)
             # Coalesce a burst of events into one re-evaluation.
             while not monitor.events.empty():

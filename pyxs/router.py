@@ -46,7 +46,7 @@ from ._internal import (
 )
 from ._outbox import Outbox
 from ._pending import PendingTable
-from ._role import SERVE, SLEEP, THREAD, WAKE_THREAD, ReadingRole
+from ._role import LEAD, SERVE, SLEEP, THREAD, WAKE_THREAD, ReadingRole
 from ._rvar import DONE, RVar
 from ._wakeup import Wakeup
 from .connection import FileDescriptorConnection
@@ -167,13 +167,15 @@ class Router(Driver):
         try:
             self._users -= 1
             last = self._users <= 0
+            ending = last and not blocking and self._mark_failed(
+                ConnectionError("the client was garbage-collected without "
+                                "close()"))
         finally:
             self._lock.release()
         if last and blocking:
             self.terminate()
-        elif last:
-            self._fail(ConnectionError("the client was garbage-collected "
-                                       "without close()"))
+        elif ending:
+            self._signal_end()  # the thread closes everything by itself
 
     def stats(self) -> Dict[str, Any]:
         """A snapshot of the router's state, for diagnostics and tests:
@@ -279,7 +281,20 @@ class Router(Driver):
             except BaseException:
                 self._stop_waiting(rvar, role)
                 raise
-        self._await(rvar, role, deadline, timeout)
+        if role is LEAD:  # _await()'s common case, inlined
+            try:
+                try:
+                    read_once = self._read_once
+                    while rvar.state != DONE:
+                        read_once(deadline, timeout)
+                finally:
+                    self._leave()
+            except BaseException:
+                if rvar.state != DONE:
+                    self.abandon(rvar)
+                raise
+        else:
+            self._await(rvar, role, deadline, timeout)
         if rvar._error is not None:
             raise rvar._error
         return cast(Packet, rvar._value)

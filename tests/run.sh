@@ -1,8 +1,9 @@
 #!/bin/sh
 # Runs the whole test suite on a fresh machine, against real daemons.
 #
-# Installs what it needs: as root on Debian/Ubuntu, fresh apt lists and a C
-# compiler (Xen's daemons are fetched by pyxs.testing with apt-get download);
+# Installs what it needs: as root on Debian/Ubuntu, fresh apt lists, a C
+# compiler and what building Xen 4.22's xenstored takes (Xen's daemons are
+# fetched by pyxs.testing with apt-get download, 4.22's built from source);
 # a virtualenv in .venv with the test tools. Then: ruff, the test suite
 # against Xen's C xenstored, oxenstored and the embedded daemon, the Sphinx
 # docs with warnings as errors, and a quick benchmark run.
@@ -20,6 +21,15 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     fi
     if ! command -v cc >/dev/null 2>&1; then
         apt-get install -y -qq gcc libc6-dev >/dev/null
+    fi
+    # Build dependencies of Xen 4.22's xenstored (pyxs/testing/_source.py).
+    missing=$(for p in build-essential bison flex python3-dev uuid-dev \
+            libyajl-dev zlib1g-dev pkg-config; do
+        dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
+    if [ -n "$missing" ]; then
+        # shellcheck disable=SC2086
+        apt-get install -y -qq $missing >/dev/null || {
+            apt-get update -qq && apt-get install -y -qq $missing >/dev/null; }
     fi
 fi
 

@@ -19,7 +19,7 @@ import tty
 from typing import IO, Any, Iterator, Optional, Tuple
 
 import pytest
-from conftest import expect
+from conftest import expect, sandbox_args
 
 from pyxs import Client
 from pyxs.cli import (
@@ -560,8 +560,8 @@ sys.exit(7)
 def test_sandbox_runs_command(capfd, monkeypatch, daemon_kind):
     monkeypatch.setenv("PYTHONPATH", REPO)
     monkeypatch.delenv("XENSTORED_PATH", raising=False)
-    status = main(["sandbox", "--daemon", daemon_kind, "--", sys.executable,
-                   "-c", SANDBOX_PROGRAM])
+    status = main(["sandbox"] + sandbox_args(daemon_kind) + [
+        "--", sys.executable, "-c", SANDBOX_PROGRAM])
     out, err = capfd.readouterr()
     assert (status, err) == (7, "")
     socket_path, value = out.split()
@@ -570,15 +570,15 @@ def test_sandbox_runs_command(capfd, monkeypatch, daemon_kind):
 
 
 def test_sandbox_subprocess_without_double_dash(daemon_kind):
-    process = spawn("sandbox", "--daemon", daemon_kind, sys.executable, "-c",
-                    "import pyxs; pyxs.Client().connect(); print('up')")
+    process = spawn("sandbox", *sandbox_args(daemon_kind), sys.executable,
+                    "-c", "import pyxs; pyxs.Client().connect(); print('up')")
     lines = Lines(process.stdout)
     assert lines.next() == "up"
     assert finish(process) == (EXIT_OK, b"")
 
 
 def test_sandbox_missing_command(capfd, daemon_kind):
-    status = main(["sandbox", "--daemon", daemon_kind, "--",
+    status = main(["sandbox"] + sandbox_args(daemon_kind) + ["--",
                    "/nonexistent/command"])
     out, err = capfd.readouterr()
     assert status == 127
@@ -589,7 +589,7 @@ def test_sandbox_missing_command(capfd, daemon_kind):
 @pytest.mark.parametrize("stop, expected", [
     (signal.SIGINT, EXIT_INTERRUPTED), (signal.SIGTERM, 143)])
 def test_sandbox_serves_until_stopped(daemon_kind, stop, expected):
-    process = spawn("sandbox", "--daemon", daemon_kind)
+    process = spawn("sandbox", *sandbox_args(daemon_kind))
     lines = Lines(process.stdout)
     socket_path = lines.next()
     assert lines.next() == "export XENSTORED_PATH=%s" % socket_path
@@ -605,7 +605,8 @@ def test_sandbox_json_tools_see_daemon(daemon_kind, tmp_path):
     script = tmp_path / "script.sh"
     script.write_text('%s -m pyxs write /k v && %s -m pyxs --json read /k\n'
                       % (sys.executable, sys.executable))
-    process = spawn("sandbox", "--daemon", daemon_kind, "sh", str(script))
+    process = spawn("sandbox", *sandbox_args(daemon_kind), "sh",
+                    str(script))
     out, err = process.communicate(timeout=LINE_TIMEOUT)
     assert (process.returncode, err) == (EXIT_OK, b"")
     assert json.loads(out) == {"/k": "v"}

@@ -12,8 +12,9 @@ socket clients see it, like Xen 4.17's C ``xenstored`` in dom0::
 from .core import Core
 from .daemon import XenStoreServer
 from .errors import XenStoreError
+from .persist import StoreFileError
 from .quotas import DEFAULT_QUOTAS, Quotas
 from .store import Store
 
 __all__ = ["XenStoreServer", "Core", "Store", "Quotas", "DEFAULT_QUOTAS",
-           "XenStoreError"]
+           "XenStoreError", "StoreFileError"]

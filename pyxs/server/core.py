@@ -14,7 +14,7 @@ from . import tree
 from .errors import XenStoreError
 from .perms import format_perms, parse_perms
 from .quotas import DEFAULT_QUOTAS, Quotas
-from .session import Session
+from .session import DomainUsage, Session
 from .store import SPECIAL_PATHS, BaseView, Store, Transaction, View
 from .tree import Change
 from .watches import Watch, events_for_change, events_for_special
@@ -70,12 +70,14 @@ class Core:
         self.targets: Dict[int, int] = {}
         #: Sessions with new output since the daemon last looked.
         self.dirty: Set[Session] = set()
+        #: Quota usage per domain, over all of its connections.
+        self.usage: Dict[int, DomainUsage] = {}
 
     # -- sessions -------------------------------------------------------
 
     def open_session(self, domid: int = 0) -> Session:
         """A new connection acting as ``domid`` (its domain now exists)."""
-        session = Session(domid, self.targets)
+        session = Session(domid, self.targets, self.usage)
         self.domains.setdefault(domid, self.store.generation)
         self.sessions.append(session)
         return session
@@ -84,6 +86,7 @@ class Core:
         """Forgets a connection with its watches and transactions."""
         if session in self.sessions:
             self.sessions.remove(session)
+        session.close()
         self.dirty.discard(session)
 
     # -- dispatch -------------------------------------------------------
@@ -231,7 +234,7 @@ def _set_perms(core: Core, session: Session, tx, payload: bytes) -> bytes:
     perms = parse_perms(fields[1:])
     if fields[0] in SPECIAL_PATHS:
         core.privileged(session)
-        core.store.special_perms[fields[0]] = perms
+        core.store.set_special_perms(fields[0], perms)
         return _OK
     path = core.node_path(session, fields[0])
     core.changed(tx, tree.set_perms(core.view(tx), session.who, core.quotas,
@@ -246,7 +249,7 @@ def _watch(core: Core, session: Session, tx, payload: bytes):
         if known.path == watch.path and known.token == token:
             raise XenStoreError("EEXIST")
     if not session.who.privileged and \
-            len(session.watches) > core.quotas.watches:
+            session.usage.watches() > core.quotas.watches:
         raise XenStoreError("E2BIG")
     session.watches.append(watch)
     return _OK, [(raw, token)]
@@ -270,7 +273,7 @@ def _transaction_start(core: Core, session: Session, tx,
     if tx is not None:
         raise XenStoreError("EBUSY")
     if not session.who.privileged and \
-            len(session.transactions) > core.quotas.transactions:
+            session.usage.transactions() > core.quotas.transactions:
         raise XenStoreError("ENOSPC")
     tx_id = session.new_tx_id()
     session.transactions[tx_id] = Transaction(core.store, tx_id)

@@ -1,6 +1,9 @@
 """Per-domain limits, with C xenstored 4.17's defaults.
 
-Only unprivileged domains are limited; dom0 never is.
+Only unprivileged domains are limited; dom0 never is. Every limit counts
+per domain over all of its connections (nodes by owner; watches,
+transactions and outstanding replies summed over the domain's sessions,
+see :class:`~pyxs.server.session.DomainUsage`).
 """
 
 from typing import NamedTuple
@@ -17,7 +20,9 @@ class Quotas(NamedTuple):
     nodes: int = 1000
     #: Watches per domain (C allows one more than this).
     watches: int = 128
-    #: Requests in flight; never reached here, requests run one at a time.
+    #: Replies queued and not yet sent, over all of a domain's
+    #: connections; at this many the domain is not read until it takes
+    #: some (0: no limit).
     outstanding: int = 20
     #: Open transactions per domain (C allows one more than this).
     transactions: int = 10

@@ -7,7 +7,7 @@ commit rewrites the transaction's modified nodes in first-access order.
 """
 
 from collections import OrderedDict
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from .errors import XenStoreError
 from .perms import NONE, Perm, Perms
@@ -68,6 +68,13 @@ class Store:
         self.special_perms: Dict[bytes, Perms] = {
             path: _NO_ACCESS for path in SPECIAL_PATHS}
         self.owned: Dict[int, int] = {0: len(self.nodes)}
+        #: When not None, every change to the committed tree since the
+        #: journal last took them: path -> new node, or None once removed
+        #: (only the final state of a path matters, so a path rewritten
+        #: many times by one request is journaled once).
+        self.log: Optional[Dict[bytes, Optional[Node]]] = None
+        #: Special watch paths whose permissions changed, for the journal.
+        self.special_log: Optional[Dict[bytes, Perms]] = None
 
     def next_generation(self) -> int:
         """Takes the next generation number."""
@@ -81,6 +88,12 @@ class Store:
             self.owned[old.owner] = self.owned.get(old.owner, 0) - 1
         if new is not None:
             self.owned[new.owner] = self.owned.get(new.owner, 0) + 1
+
+    def set_special_perms(self, path: bytes, perms: Perms) -> None:
+        """Sets who may watch ``@introduceDomain`` or ``@releaseDomain``."""
+        self.special_perms[path] = perms
+        if self.special_log is not None:
+            self.special_log[path] = perms
 
     def replace_tree(self, nodes: Dict[bytes, Node],
                      special: Dict[bytes, Perms]) -> None:
@@ -134,10 +147,15 @@ class BaseView(View):
         node = node._replace(generation=store.next_generation())
         store.account(store.nodes.get(path), node)
         store.nodes[path] = node
+        if store.log is not None:
+            store.log[path] = node
         return node
 
     def delete(self, path: bytes) -> None:
-        self.store.account(self.store.nodes.pop(path, None), None)
+        store = self.store
+        store.account(store.nodes.pop(path, None), None)
+        if store.log is not None:
+            store.log[path] = None
 
     def owned_by(self, domid: int) -> int:
         return self.store.owned.get(domid, 0)
@@ -157,10 +175,10 @@ class Transaction(View):
         store.next_generation()  # a transaction start costs one number
         self.nodes: Dict[bytes, Optional[Node]] = {}
         # path -> [generation at first access or None, modified?]
-        self.seen: "OrderedDict[bytes, List]" = OrderedDict()
+        self.seen: "OrderedDict[bytes, List[Any]]" = OrderedDict()
         self.owned_delta: Dict[int, int] = {}
         #: Watch changes to fire on commit, in order, deduplicated.
-        self.changes: "OrderedDict[tuple, object]" = OrderedDict()
+        self.changes: "OrderedDict[Tuple[bytes, bool], Any]" = OrderedDict()
 
     def get(self, path: bytes) -> Optional[Node]:
         if path in self.nodes:

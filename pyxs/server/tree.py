@@ -68,8 +68,9 @@ def _check_tx_size(view: View, who: Who, quotas: Quotas) -> None:
 
 
 def _create(view: View, who: Who, quotas: Quotas, path: bytes,
-            value: bytes) -> None:
-    """Creates ``path`` and any missing ancestors, leaf first."""
+            value: bytes) -> Node:
+    """Creates ``path`` and any missing ancestors, leaf first; returns the
+    new leaf."""
     missing = [path]
     parent_path = parent_of(path)
     parent = view.get(parent_path)
@@ -90,10 +91,12 @@ def _create(view: View, who: Who, quotas: Quotas, path: bytes,
         created.append(Node(value if index == 0 else b"", perms, children))
     grown = parent._replace(children=parent.children + (name_of(missing[-1]),))
     _check_size(who, quotas, grown, *created)
-    for node_path, node in zip(missing, created):
+    leaf = view.put(missing[0], created[0])
+    for node_path, node in zip(missing[1:], created[1:]):
         view.put(node_path, node)
     view.put(parent_path, grown)
     _check_tx_size(view, who, quotas)
+    return leaf
 
 
 def write(view: View, who: Who, quotas: Quotas, path: bytes,
@@ -101,8 +104,7 @@ def write(view: View, who: Who, quotas: Quotas, path: bytes,
     """WRITE: sets a value, creating the node and its parents if needed."""
     node = view.get(path)
     if node is None:
-        _create(view, who, quotas, path, value)
-        node = view.get(path)
+        node = _create(view, who, quotas, path, value)
     else:
         if not who.may(node.perms, WRITE):
             raise XenStoreError("EACCES")
@@ -120,19 +122,26 @@ def mkdir(view: View, who: Who, quotas: Quotas,
         if not who.may(node.perms, WRITE):
             raise XenStoreError("EACCES")
         return None
-    _create(view, who, quotas, path, b"")
-    return Change(path, view.get(path).perms)
+    return Change(path, _create(view, who, quotas, path, b"").perms)
 
 
 def _subtree(view: View, path: bytes, node: Node) -> List[
         Tuple[bytes, Node]]:
-    """Every node at or below ``path`` (children first)."""
+    """Every node at or below ``path`` (children first), without recursion:
+    a tree may be as deep as the path-length limit allows."""
     found: List[Tuple[bytes, Node]] = []
-    for name in node.children:
-        child = view.get(join(path, name))
-        if child is not None:
-            found.extend(_subtree(view, join(path, name), child))
-    found.append((path, node))
+    stack: List[Tuple[bytes, Node, bool]] = [(path, node, False)]
+    while stack:
+        node_path, current, expanded = stack.pop()
+        if expanded:
+            found.append((node_path, current))
+            continue
+        stack.append((node_path, current, True))
+        for name in reversed(current.children):
+            child_path = join(node_path, name)
+            child = view.get(child_path)
+            if child is not None:
+                stack.append((child_path, child, False))
     return found
 
 
@@ -166,22 +175,31 @@ def _remove_subtree(view: View, path: bytes, node: Node) -> Change:
     if parent is None:
         raise XenStoreError("EINVAL")
     removed: List[Tuple[bytes, Perms]] = []
-
-    def delete(node_path: bytes, current: Node) -> None:
-        while current.children:
-            child_path = join(node_path, current.children[0])
-            child = view.get(child_path)
-            if child is None:
-                raise XenStoreError("EIO")
-            delete(child_path, child)
+    # Depth first with an explicit stack (no recursion: a guest may build a
+    # tree as deep as its path-length limit allows). The top of the stack
+    # is the node being emptied; its first remaining child goes next.
+    stack = [path]
+    current: Optional[Node] = node
+    while stack:
+        node_path = stack[-1]
+        if current is None:
             current = view.get(node_path)
+            if current is None:
+                raise XenStoreError("EIO")
+        if current.children:
+            child_path = join(node_path, current.children[0])
+            current = view.get(child_path)
+            if current is None:
+                raise XenStoreError("EIO")
+            stack.append(child_path)
+            continue
         removed.append((node_path, current.perms))
         view.delete(node_path)
         view.store.generation += 1
         if node_path != path:
             _unlink(view, node_path)
-
-    delete(path, node)
+        stack.pop()
+        current = None
     _unlink(view, path)
     return Change(path, node.perms, tuple(removed))
 
@@ -202,18 +220,18 @@ def release_domain(view: View, domid: int) -> List[Change]:
     """What C does when a domain is released: every node the domain owns
     is removed with its subtree (the root excepted)."""
     changes: List[Change] = []
-
-    def visit(path: bytes) -> None:
+    # Pre-order, siblings in the order their parent listed them when it
+    # was visited; an explicit stack, as trees can be deep.
+    stack = [b"/"]
+    while stack:
+        path = stack.pop()
         node = view.get(path)
         if node is None:
-            return
+            continue
         if node.owner == domid and path != b"/":
             changes.append(_remove_subtree(view, path, node))
-            return
-        for name in node.children:
-            visit(join(path, name))
-
-    visit(b"/")
+            continue
+        stack.extend(join(path, name) for name in reversed(node.children))
     return changes
 
 

@@ -6,12 +6,19 @@ stops it again, leaving no process or file behind::
 
     from pyxs.testing import XenStoreDaemon
 
-    with XenStoreDaemon("xenstored") as daemon, daemon.client() as c:
+    with XenStoreDaemon("xenstored", xen="4.20") as daemon, \
+            daemon.client() as c:
         c.write(b"/vm/1/state", b"running")
 
 Xen's daemons run without a hypervisor: a small ``LD_PRELOAD`` library,
-compiled on first use, answers the few hypervisor calls they make. Where the
-daemons come from is explained in :mod:`pyxs.testing._provision`.
+compiled on first use, answers the few hypervisor calls they make. Each
+Xen release of :data:`XEN_RELEASES` can run (C xenstored of every one,
+oxenstored of those Debian ships); where their daemons come from is
+explained in :mod:`pyxs.testing._provision`.
+
+Invariants: every daemon runs in a directory of its own (socket, logs,
+configuration), so any number run side by side; :meth:`XenStoreDaemon.stop`
+leaves no process and, for a directory pyxs made, no file behind.
 """
 
 import os
@@ -22,17 +29,38 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Dict, Iterable, List, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
-from ._provision import ProvisionError, XenInstall, build_stub, find_xen
+from ._provision import (
+    DEFAULT_RELEASE,
+    XEN_RELEASES,
+    ProvisionError,
+    XenInstall,
+    build_stub,
+    check_release,
+    find_xen,
+)
+from ._source import SOURCE_RELEASE
 
 __all__ = ["XenStoreDaemon", "DAEMON_KINDS", "ProvisionError",
-           "available_daemons", "start_daemon", "find_xen", "XenInstall"]
+           "available_daemons", "start_daemon", "find_xen", "XenInstall",
+           "XEN_RELEASES", "DEFAULT_RELEASE", "release_kinds"]
 
 #: Every daemon kind :class:`XenStoreDaemon` can start.
 DAEMON_KINDS = ("xenstored", "oxenstored", "embedded")
 
-_START_TIMEOUT = 10.0
+
+def release_kinds(release: str) -> Tuple[str, ...]:
+    """The kinds of Xen daemon that ``release`` offers: a release built
+    from source has C xenstored only."""
+    check_release(release)
+    if release == SOURCE_RELEASE:
+        return ("xenstored",)
+    return ("xenstored", "oxenstored")
+
+# Generous: a loaded 2-core machine once took over 10 s to start the
+# embedded daemon (a Python process), and a dead daemon ends the wait at once.
+_START_TIMEOUT = 30.0
 
 
 class XenStoreDaemon:
@@ -40,6 +68,10 @@ class XenStoreDaemon:
 
     :param kind: ``"xenstored"`` (Xen's C daemon), ``"oxenstored"`` (Xen's
         OCaml daemon) or ``"embedded"`` (pyxs's own, pure Python).
+    :param xen: for Xen's daemons, the release (one of
+        :data:`XEN_RELEASES`; ``None`` is :data:`DEFAULT_RELEASE`). For the
+        embedded daemon, ``None`` is its own newest protocol, and a release
+        is passed on as ``--xen RELEASE`` to make it behave as that one.
     :param directory: where the socket and logs go; a fresh temporary
         directory, removed on :meth:`stop`, when not given.
     :param args: extra command-line arguments for the daemon.
@@ -49,13 +81,22 @@ class XenStoreDaemon:
         daemons talk to guests through shared memory rings.
     """
 
-    def __init__(self, kind: str = "xenstored",
+    def __init__(self, kind: str = "xenstored", xen: Optional[str] = None,
                  directory: Optional[str] = None,
                  args: Optional[List[str]] = None,
                  domains: Iterable[int] = ()) -> None:
         if kind not in DAEMON_KINDS:
             raise ValueError("unknown daemon kind %r; choose one of %s"
                              % (kind, ", ".join(DAEMON_KINDS)))
+        #: The Xen release: of the daemon, or the one the embedded daemon
+        #: imitates (``None``: its own newest).
+        self.release: Optional[str] = (
+            check_release(xen) if kind != "embedded" or xen is not None
+            else None)
+        if self.release and kind != "embedded" and \
+                kind not in release_kinds(self.release):
+            raise ValueError("Xen %s has no %s (it is built from source, "
+                             "with C xenstored only)" % (self.release, kind))
         self.domains = sorted(set(domains))
         if self.domains and kind != "embedded":
             raise ValueError("only the embedded daemon serves connections "
@@ -64,8 +105,16 @@ class XenStoreDaemon:
         self.extra_args = list(args or [])
         self._own_directory = directory is None
         self.directory = directory
-        self.process: Optional[subprocess.Popen] = None
+        self.process: Optional["subprocess.Popen[bytes]"] = None
         self.xen: Optional[XenInstall] = None
+
+    @property
+    def label(self) -> str:
+        """Kind and release, e.g. ``xenstored-4.20`` (``embedded`` for the
+        embedded daemon with its own protocol)."""
+        if self.release is None:
+            return self.kind
+        return "%s-%s" % (self.kind, self.release)
 
     @property
     def socket_path(self) -> str:
@@ -100,18 +149,31 @@ class XenStoreDaemon:
         """Variables that point libxenstore-style clients at this daemon."""
         return {"XENSTORED_PATH": self.socket_path}
 
+    def tool_xen(self) -> XenInstall:
+        """The Xen whose tools talk to this daemon: its own release's (the
+        default release's for the embedded daemon)."""
+        if self.xen is not None:
+            return self.xen
+        release = self.release if self.kind != "embedded" else None
+        return find_xen(release=release)
+
     def tool_path(self, name: str) -> str:
-        """Path of one of libxenstore's CLI tools, e.g. ``xenstore-read``."""
-        xen = self.xen or find_xen()
+        """Path of one of libxenstore's CLI tools, e.g. ``xenstore-read``,
+        or of Xen's ``test-xenstore``."""
+        xen = self.tool_xen()
         path = xen.tool(name)
         if path is None:
             raise ProvisionError("%s has no %s" % (xen, name))
         return path
 
+    def tool_command(self, name: str) -> List[str]:
+        """The command line (without arguments) that runs tool ``name``."""
+        return self.tool_xen().command(self.tool_path(name))
+
     def tool_environ(self) -> Dict[str, str]:
         """The full environment that runs a CLI tool against this daemon."""
         env = dict(os.environ)
-        env.update((self.xen or find_xen()).environ())
+        env.update(self.tool_xen().environ())
         env.update(self.environ())
         return env
 
@@ -125,7 +187,7 @@ class XenStoreDaemon:
         ``stderr`` are bytes; ``check=True`` raises on a non-zero status.
         """
         return subprocess.run(
-            [self.tool_path(name)] + list(args), env=self.tool_environ(),
+            self.tool_command(name) + list(args), env=self.tool_environ(),
             stdin=subprocess.DEVNULL, capture_output=True, check=check,
             timeout=timeout)
 
@@ -134,7 +196,7 @@ class XenStoreDaemon:
         """Starts a CLI tool (e.g. ``xenstore-watch``) without waiting;
         ``kwargs`` go to :class:`subprocess.Popen`."""
         kwargs.setdefault("stdin", subprocess.DEVNULL)
-        return subprocess.Popen([self.tool_path(name)] + list(args),
+        return subprocess.Popen(self.tool_command(name) + list(args),
                                 env=self.tool_environ(), **kwargs)
 
     def client(self, domid: Optional[int] = None, **kwargs: Any) -> "Any":
@@ -152,13 +214,17 @@ class XenStoreDaemon:
             for domid in self.domains:
                 command += ["--domain-socket", "%d=%s" % (
                     domid, self.domain_socket(domid))]
+            if self.release is not None:
+                command += ["--xen", self.release]
             return command
-        self.xen = xen = find_xen()
+        self.xen = xen = find_xen(release=self.release)
         binary = xen.daemon(self.kind)
         if binary is None:
             raise ProvisionError("%s has no %s" % (xen, self.kind))
+        start = xen.command(binary, preload=build_stub())
         if self.kind == "xenstored":
-            return [binary, "--no-fork"]
+            return start + ["--no-fork"]
+        assert self.directory is not None
         config = os.path.join(self.directory, "oxenstored.conf")
         with open(config, "w") as handle:
             for key, name in (("pid-file", "pid"),
@@ -166,8 +232,8 @@ class XenStoreDaemon:
                               ("access-log-file", "access.log")):
                 handle.write("%s = %s\n" % (key, os.path.join(
                     self.directory, name)))
-        return [binary, "--no-fork", "--no-domain-init",
-                "--config-file", config]
+        return _plugin_namespace(xen) + start + [
+            "--no-fork", "--no-domain-init", "--config-file", config]
 
     def _environment(self) -> Dict[str, str]:
         env = dict(os.environ)
@@ -179,9 +245,8 @@ class XenStoreDaemon:
                 [top] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH")
                          else []))
             return env
-        assert self.xen is not None
-        env.update(self.xen.environ())
-        env["LD_PRELOAD"] = build_stub()
+        assert self.xen is not None and self.directory is not None
+        env.update(self.xen.environ(preload=build_stub()))
         env["XENSTORED_RUNDIR"] = self.directory
         env["PYXS_STUB_RUNDIR"] = self.directory
         return env
@@ -210,10 +275,12 @@ class XenStoreDaemon:
         # growing pause; a dead process ends the wait at once.
         deadline = time.monotonic() + _START_TIMEOUT
         pause = 0.001
+        process = self.process
+        assert process is not None
         while True:
-            if self.process.poll() is not None:
+            if process.poll() is not None:
                 raise ProvisionError("%s exited with status %s: %s" % (
-                    self.kind, self.process.returncode, self._log_tail()))
+                    self.label, process.returncode, self._log_tail()))
             probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 probe.connect(self.socket_path)
@@ -222,7 +289,7 @@ class XenStoreDaemon:
                 if time.monotonic() > deadline:
                     raise ProvisionError(
                         "%s did not open %s within %.0f s: %s" % (
-                            self.kind, self.socket_path, _START_TIMEOUT,
+                            self.label, self.socket_path, _START_TIMEOUT,
                             self._log_tail())) from None
             finally:
                 probe.close()
@@ -239,9 +306,10 @@ class XenStoreDaemon:
 
     def kill(self) -> None:
         """Kills the daemon abruptly (SIGKILL), as a crash would."""
-        if self.running:
-            self.process.kill()
-            self.process.wait()
+        process = self.process
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
 
     def stop(self) -> None:
         """Stops the daemon and removes its directory if pyxs made it."""
@@ -277,7 +345,41 @@ class XenStoreDaemon:
         self.stop()
 
     def __repr__(self) -> str:
-        return "XenStoreDaemon(%r, socket=%r)" % (self.kind, self.directory)
+        return "XenStoreDaemon(%r, xen=%r, socket=%r)" % (
+            self.kind, self.release, self.directory)
+
+
+def _plugin_namespace(xen: XenInstall) -> List[str]:
+    """A command prefix that shows oxenstored its plugins where they were
+    built to be, for an unpacked oxenstored that loads plugins (4.20).
+
+    It loads ``/usr/lib/xen-<version>/ocaml/...`` by an absolute path.
+    The prefix runs it in a private mount namespace (``unshare -m``, which
+    needs root, else a user namespace: ``unshare -r -m``) where an
+    overlay on ``/usr/lib`` adds a link to the unpacked directory; the
+    host's ``/usr/lib`` is seen unchanged outside, and inside except for
+    that entry.
+    """
+    plugins = os.path.join(os.path.dirname(xen.bindir), "ocaml")
+    if xen.root == "/" or not os.path.isdir(plugins):
+        return []
+    layer = os.path.join(os.path.dirname(xen.root), os.path.basename(
+        xen.root) + ".usr-lib")
+    name = os.path.basename(os.path.dirname(xen.bindir))
+    if not os.path.lexists(os.path.join(layer, name)):
+        os.makedirs(layer, exist_ok=True)
+        try:
+            os.symlink(os.path.dirname(xen.bindir), os.path.join(layer, name))
+        except FileExistsError:
+            pass   # a parallel start made it
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        raise ProvisionError("oxenstored %s needs unshare (util-linux) to "
+                             "find its plugins" % xen.release)
+    script = ('mount -t overlay overlay -o "lowerdir=$1:/usr/lib" /usr/lib '
+              '&& shift && exec "$@"')
+    return ([unshare] + (["-m"] if os.geteuid() == 0 else ["-r", "-m"]) +
+            ["sh", "-c", script, "sh", layer])
 
 
 def start_daemon(kind: str = "xenstored", **kwargs: Any) -> XenStoreDaemon:
@@ -285,12 +387,14 @@ def start_daemon(kind: str = "xenstored", **kwargs: Any) -> XenStoreDaemon:
     return XenStoreDaemon(kind, **kwargs).start()
 
 
-def available_daemons() -> List[str]:
-    """The daemon kinds this machine can start (fetching Xen if needed)."""
+def available_daemons(xen: Optional[str] = None) -> List[str]:
+    """The daemon kinds this machine can start for Xen release ``xen``
+    (fetching or building it if needed)."""
     kinds = ["embedded"]
     try:
-        xen = find_xen()
+        install = find_xen(release=xen)
         build_stub()
     except ProvisionError:
         return kinds
-    return [k for k in ("xenstored", "oxenstored") if xen.daemon(k)] + kinds
+    return [k for k in release_kinds(install.release)
+            if install.daemon(k)] + kinds

@@ -3,6 +3,10 @@
  * make at start-up, so the real daemons can serve socket clients on a
  * machine without Xen.  Loaded with LD_PRELOAD by pyxs.testing.
  *
+ * Up to Xen 4.20 the daemons ask libxenctrl about domains; from Xen 4.21 on
+ * the C daemon asks libxenmanage instead.  Both sets are answered here, and
+ * a daemon only ever calls the ones its release links.
+ *
  * PYXS_STUB_RUNDIR, when set, redirects every path under /var/run/xenstored
  * (oxenstored's fixed socket directory) into that directory, so several
  * oxenstored instances can run side by side.
@@ -61,6 +65,23 @@ int xc_domain_getinfolist(void *xch, uint32_t first, unsigned max, void *info)
     return 1;
 }
 
+/* Xen 4.18 to 4.20's C daemon asks about one domain at a time; the reply
+ * (xc_domaininfo_t) starts with uint16 domid, uint16 pad, uint32 flags. */
+int xc_domain_getinfo_single(void *xch, uint32_t domid, void *info)
+{
+    uint16_t *ids = info;
+    uint32_t *flags = (uint32_t *)((char *)info + 4);
+    (void)xch;
+    if (domid >= 0x7FF0u) {   /* DOMID_FIRST_RESERVED: no such domain */
+        errno = ESRCH;
+        return -1;
+    }
+    ids[0] = (uint16_t)domid;
+    ids[1] = 0;
+    *flags = 0;               /* not dying, not shut down */
+    return 0;
+}
+
 static void *anon_page(void)
 {
     void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
@@ -73,6 +94,65 @@ void *xc_map_foreign_range(void *xch, uint32_t dom, int size, int prot,
 {
     (void)xch; (void)dom; (void)size; (void)prot; (void)mfn;
     return anon_page();
+}
+
+/* ---- libxenmanage (Xen 4.21 and later) ---- */
+#define MANAGE_STATE_EXIST 0x0001
+#define MANAGE_CAP_CONTROL 0x0001
+#define MANAGE_CAP_HARDWARE 0x0002
+#define MANAGE_CAP_XENSTORE 0x0004
+#define FIRST_RESERVED_DOMID 0x7FF0u
+
+void *xenmanage_open(void *logger, unsigned flags)
+{
+    (void)logger; (void)flags;
+    return &dummy_handle;
+}
+
+int xenmanage_close(void *handle) { (void)handle; return 0; }
+
+/* Domain 0 controls everything; every other ordinary domid runs. */
+static void describe_domain(unsigned domid, unsigned *state, unsigned *caps,
+                            uint64_t *unique_id)
+{
+    if (state)
+        *state = MANAGE_STATE_EXIST;
+    if (caps)
+        *caps = domid == 0 ? (MANAGE_CAP_CONTROL | MANAGE_CAP_HARDWARE |
+                              MANAGE_CAP_XENSTORE) : 0;
+    if (unique_id)
+        *unique_id = (uint64_t)domid + 1;  /* 0 would mean "unknown" */
+}
+
+int xenmanage_get_domain_info(void *handle, unsigned domid, unsigned *state,
+                              unsigned *caps, uint64_t *unique_id)
+{
+    (void)handle;
+    if (domid >= FIRST_RESERVED_DOMID) {
+        errno = ENOENT;
+        return -1;
+    }
+    describe_domain(domid, state, caps, unique_id);
+    return 0;
+}
+
+/* The first poll reports dom0 (how the daemon learns who is privileged);
+ * after that nothing ever changes. */
+int xenmanage_poll_changed_domain(void *handle, unsigned *domid,
+                                  unsigned *state, unsigned *caps,
+                                  uint64_t *unique_id)
+{
+    static int dom0_reported;
+    (void)handle;
+    if (dom0_reported) {
+        errno = ENOENT;
+        return -1;
+    }
+    dom0_reported = 1;
+    if (domid)
+        *domid = 0;
+    describe_domain(0, state, caps, unique_id);
+    return 0;
 }
 
 /* ---- libxengnttab ---- */

@@ -10,6 +10,7 @@ from pyxs._internal import HEADER, Op, Packet, PacketDecoder
 from pyxs.server import Quotas, XenStoreServer
 from pyxs.server.session import Outbox
 from pyxs.testing import XenStoreDaemon
+from pyxs.testing.inprocess import inprocess_client
 
 from .rawclient import RawClient
 
@@ -320,11 +321,11 @@ def test_in_process_clients_need_no_socket_file():
     from pyxs.exceptions import PyXSError
 
     with XenStoreServer() as server:  # no socket_path: nothing on disk
-        with server.client(timeout=10) as dom0:
+        with inprocess_client(server, timeout=10) as dom0:
             dom0.mkdir(b"/local/domain/7")
             dom0.set_perms(b"/local/domain/7", [b"n7"])
             dom0.write(b"/secret", b"s")
-            with server.client(7, timeout=10) as guest:
+            with inprocess_client(server, 7, timeout=10) as guest:
                 guest.write(b"data", b"mine")  # relative to its home
                 assert dom0.read(b"/local/domain/7/data") == b"mine"
                 with pytest.raises(PyXSError) as info:
