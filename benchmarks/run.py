@@ -38,11 +38,25 @@ WORKLOADS = {
     "big_list": (2000, 2000, "lists/s of 2000 children"),
     "idle": (1, 1, "CPU ms per s idle"),
     "pending_memory": (1000, 200, "bytes per pending request"),
+    "domain_start": (300, 5, "domain starts/s (tx + 200 writes)"),
+    "read_many": (500, 5, "reads/s, 200 keys at once"),
+    "aio_seq_read": (20000, 200, "reads/s, pyxs.aio"),
+    "aio_concurrent_read": (40000, 400, "reads/s, pyxs.aio, 8 coroutines"),
 }
 TARGETS = {"seq_read": 1.5, "seq_write": 1.5, "threaded_read": 3.0,
-           "transaction": 1.5, "watch_events": 2.0, "walk": 5.0}
-FLOOR_WORKLOADS = ("seq_read", "walk")
-OURS_ONLY = ("pending_memory",)  # uses Router.submit, new in this pyxs
+           "transaction": 1.5, "watch_events": 2.0, "walk": 5.0,
+           "domain_start": 10.0}
+FLOOR_WORKLOADS = ("seq_read", "walk", "domain_start", "read_many")
+# Ratios against libxenstore, and against this pyxs's reference way of
+# doing the same ("pyxs-seq": one call per key for the batches, the
+# threaded client for pyxs.aio), with their targets (None: no target).
+FLOOR_TARGETS = {"domain_start": 5.0}
+SEQ_WORKLOADS = {"domain_start": None, "read_many": 8.0,
+                 "aio_seq_read": 0.9, "aio_concurrent_read": 1.0}
+SEQ_LABELS = {"aio_seq_read": "threaded pyxs",
+              "aio_concurrent_read": "threaded pyxs, 8 threads"}
+# Use Router.submit or pyxs.aio, new in this pyxs.
+OURS_ONLY = ("pending_memory", "aio_seq_read", "aio_concurrent_read")
 THREAD_COUNTS = (1, 2, 4, 8, 16)
 
 
@@ -111,15 +125,24 @@ def main(argv=None):
     for name in names:
         full, quick, unit = WORKLOADS[name]
         size = quick if args.quick else full
-        rates = {ours[0]: [], theirs[0]: [], "libxenstore": []}
+        rates = {ours[0]: [], theirs[0]: [], "libxenstore": [],
+                 "pyxs-seq": []}
+        # (label, python, PYTHONPATH, implementation) of each contender,
+        # in an order rotated every round so that noise hits all alike.
+        contenders = [ours + ("pyxs",)]
+        if name not in OURS_ONLY:
+            contenders.append(theirs + ("pyxs",))
+        if name in SEQ_WORKLOADS:
+            contenders.append(("pyxs-seq", sys.executable, ROOT, "pyxs-seq"))
+        if name in FLOOR_WORKLOADS:
+            contenders.append(("libxenstore", sys.executable, None,
+                               "libxenstore"))
         for round_number in range(rounds):
-            order = (ours, theirs) if round_number % 2 == 0 else \
-                (theirs, ours)
-            for label, python, path in order:
-                if name in OURS_ONLY and label != ours[0]:
-                    continue
+            shift = round_number % len(contenders)
+            for label, python, path, impl in \
+                    contenders[shift:] + contenders[:shift]:
                 try:
-                    result = run_once(python, "pyxs", name, size,
+                    result = run_once(python, impl, name, size,
                                       pythonpath=path)
                 except subprocess.CalledProcessError as exc:
                     detail = (exc.stderr or "").strip().splitlines()
@@ -127,9 +150,6 @@ def main(argv=None):
                           detail[-1] if detail else exc), file=sys.stderr)
                     continue
                 rates[label].append(rate(result))
-            if name in FLOOR_WORKLOADS:
-                result = run_once(sys.executable, "libxenstore", name, size)
-                rates["libxenstore"].append(rate(result))
         results[name] = {"unit": unit, "size": size, **{
             label: summarise(values) for label, values in rates.items()
             if values}}
@@ -171,6 +191,29 @@ def print_row(name, row):
     print("%-14s %12s %12s %12s %8s %s  (%s)" % (
         name, _fmt(ours), theirs_text, floor_text, ratio,
         ">= %.1fx" % target if target else "", row["unit"]))
+    more = other_ratios(name, row)
+    if more:
+        print("%-14s %s" % ("", more))
+
+
+def other_ratios(name, row):
+    """The ratios against libxenstore and pyxs-seq, for the rows that
+    have targets for them (or a sequential reference)."""
+    ours = row.get("pyxs", {}).get("median")
+    parts = []
+    for label, targets, text in (
+            ("libxenstore", FLOOR_TARGETS, "libxenstore"),
+            ("pyxs-seq", SEQ_WORKLOADS,
+             SEQ_LABELS.get(name, "pyxs one call per key"))):
+        if name not in targets:
+            continue
+        reference = row.get(label, {}).get("median")
+        if ours and reference:
+            target = targets[name]
+            parts.append("%.2fx %s%s" % (
+                ours / reference, text,
+                " (>= %.1fx)" % target if target else ""))
+    return "; ".join(parts)
 
 
 def rst_table(report):
@@ -192,6 +235,7 @@ def rst_table(report):
         "     - ratio",
         "     - target",
         "     - unit",
+        "     - other ratios",
     ]
     for name, row in report["results"].items():
         ours = row.get("pyxs", {}).get("median")
@@ -205,7 +249,8 @@ def rst_table(report):
             "``%s``" % name, _fmt(ours),
             "-" if name in OURS_ONLY else _fmt(theirs),
             _fmt(floor) if name in FLOOR_WORKLOADS else "-", ratio or "-",
-            ">= %.1fx" % target if target else "-", row["unit"]]
+            ">= %.1fx" % target if target else "-", row["unit"],
+            other_ratios(name, row) or "-"]
         lines.append("   * - " + cells[0])
         lines.extend("     - " + cell for cell in cells[1:])
     return "\n".join(lines) + "\n"

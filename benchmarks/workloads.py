@@ -2,8 +2,10 @@
 
 Usage: ``python workloads.py IMPL SOCKET WORKLOAD SIZE [THREADS]`` where
 IMPL is ``pyxs`` (whichever pyxs is importable: ours or 0.4.1 from a
-throwaway venv) or ``libxenstore`` (Xen's C library through ctypes, the
-floor). Prints one JSON object: operations, seconds, CPU seconds.
+throwaway venv), ``pyxs-seq`` (ours, but the batch workloads make one
+call per key, as 0.4.1 must, and the aio workloads use the threaded
+client) or ``libxenstore`` (Xen's C library through
+ctypes, the floor). Prints one JSON object: operations, seconds, CPU seconds.
 """
 
 import ctypes
@@ -35,14 +37,21 @@ class LibXenstore:
         self.lib.xs_directory.argtypes = [ctypes.c_void_p, ctypes.c_uint32,
                                           ctypes.c_char_p,
                                           ctypes.POINTER(ctypes.c_uint)]
+        self.lib.xs_transaction_start.restype = ctypes.c_uint32
+        self.lib.xs_transaction_start.argtypes = [ctypes.c_void_p]
+        self.lib.xs_transaction_end.restype = ctypes.c_bool
+        self.lib.xs_transaction_end.argtypes = [ctypes.c_void_p,
+                                                ctypes.c_uint32,
+                                                ctypes.c_bool]
         self.libc.free.argtypes = [ctypes.c_void_p]
+        self.tx_id = 0
         self.handle = self.lib.xs_open(0)
         if not self.handle:
             raise OSError("xs_open failed")
 
     def read(self, path):
         length = ctypes.c_uint()
-        pointer = self.lib.xs_read(self.handle, 0, path,
+        pointer = self.lib.xs_read(self.handle, self.tx_id, path,
                                    ctypes.byref(length))
         if not pointer:
             raise OSError(ctypes.get_errno(), "xs_read")
@@ -51,8 +60,18 @@ class LibXenstore:
         return value
 
     def write(self, path, value):
-        if not self.lib.xs_write(self.handle, 0, path, value, len(value)):
+        if not self.lib.xs_write(self.handle, self.tx_id, path, value,
+                                 len(value)):
             raise OSError("xs_write")
+
+    def transaction(self):
+        self.tx_id = self.lib.xs_transaction_start(self.handle)
+        if not self.tx_id:
+            raise OSError("xs_transaction_start")
+
+    def commit(self):
+        tx_id, self.tx_id = self.tx_id, 0
+        return self.lib.xs_transaction_end(self.handle, tx_id, False)
 
     def list(self, path):
         count = ctypes.c_uint()
@@ -237,9 +256,111 @@ def idle(client, size, threads):
             "cpu_seconds": time.process_time() - start_cpu}
 
 
+BURST = 200  # keys a domain start writes; keys read_many reads at once
+SEQUENTIAL = False  # set by main() for the pyxs-seq implementation
+
+
+def _batched(client):
+    return not SEQUENTIAL and hasattr(client, "write_many")
+
+
+def domain_start(client, size, threads):
+    """``size`` domain starts: a transaction writing BURST keys, then its
+    commit. This pyxs sends the writes with one write_many(); pyxs 0.4.1,
+    pyxs-seq and libxenstore (xs_write) one request at a time. Eight
+    domains' keys are rewritten in turn, so the store does not grow."""
+    bursts = [[(PREFIX + b"/local/domain/%d/device/vif/%d/key-%d"
+                % (d, k // 20, k), b"value-%d" % k) for k in range(BURST)]
+              for d in range(8)]
+    batched = _batched(client)
+
+    def run():
+        for i in range(size):
+            items = bursts[i % 8]
+            client.transaction()
+            if batched:
+                client.write_many(items)
+            else:
+                for path, value in items:
+                    client.write(path, value)
+            if not client.commit():
+                raise RuntimeError("unexpected conflict")
+        return size
+    return timed(run)
+
+
+def read_many(client, size, threads):
+    """Reads of BURST existing keys, ``size`` times: one read_many() with
+    this pyxs, one read per key otherwise. Counted in reads."""
+    paths = [PREFIX + b"/many/key-%d" % k for k in range(BURST)]
+    for path in paths:
+        client.write(path, b"value-for-" + path)
+    batched = _batched(client)
+
+    def run():
+        for _ in range(size):
+            if batched:
+                values = client.read_many(paths)
+            else:
+                values = [client.read(path) for path in paths]
+            assert len(values) == BURST
+        return size * BURST
+    return timed(run)
+
+
+def aio_seq_read(client, size, threads):
+    """seq_read through pyxs.aio (pyxs-seq: the threaded client)."""
+    if SEQUENTIAL:
+        return seq_read(client, size, threads)
+    import asyncio
+
+    import pyxs.aio
+    client.write(PREFIX + b"/r", b"value")
+
+    async def main():
+        async with pyxs.aio.Client(client.router.connection.path) as c:
+            start = time.perf_counter(), time.process_time()
+            for _ in range(size):
+                await c.read(PREFIX + b"/r")
+            return start
+    return _async_result(asyncio.run(main()), size)
+
+
+def aio_concurrent_read(client, size, threads):
+    """``threads`` coroutines reading through one pyxs.aio client
+    (pyxs-seq: ``threads`` threads sharing one threaded client)."""
+    if SEQUENTIAL:
+        return threaded_read(client, size, threads)
+    import asyncio
+
+    import pyxs.aio
+    client.write(PREFIX + b"/t", b"value")
+    per_task = size // threads
+
+    async def reader(c):
+        for _ in range(per_task):
+            await c.read(PREFIX + b"/t")
+
+    async def main():
+        async with pyxs.aio.Client(client.router.connection.path) as c:
+            start = time.perf_counter(), time.process_time()
+            await asyncio.gather(*(reader(c) for _ in range(threads)))
+            return start
+    return _async_result(asyncio.run(main()), per_task * threads)
+
+
+def _async_result(start, operations):
+    wall, cpu = start
+    return {"operations": operations,
+            "seconds": time.perf_counter() - wall,
+            "cpu_seconds": time.process_time() - cpu}
+
+
 WORKLOADS = {f.__name__: f for f in (seq_read, seq_write, threaded_read,
                                      walk, transaction, watch_events,
-                                     big_list, idle, pending_memory)}
+                                     big_list, idle, pending_memory,
+                                     domain_start, read_many, aio_seq_read,
+                                     aio_concurrent_read)}
 
 
 def main(argv):
@@ -249,6 +370,8 @@ def main(argv):
         client = LibXenstore(socket_path)
         if name == "seq_read":
             result = seq_read(client, size, threads)
+        elif name in ("domain_start", "read_many"):
+            result = WORKLOADS[name](client, size, threads)
         elif name == "walk":
             populate = LibXenstore(socket_path)
             populate_tree(populate, size)
@@ -257,6 +380,8 @@ def main(argv):
         else:
             raise SystemExit("libxenstore does not run %s" % name)
     else:
+        global SEQUENTIAL
+        SEQUENTIAL = impl == "pyxs-seq"
         import pyxs
         client = pyxs.Client(unix_socket_path=socket_path)
         client.connect()

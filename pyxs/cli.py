@@ -134,8 +134,7 @@ def cmd_write(client: Client, args: argparse.Namespace) -> int:
         return EXIT_OK
 
     def write_all(tx: Client) -> None:
-        for path, value in pairs:
-            tx.write(path, value)
+        tx.write_many(pairs)
 
     client.run_transaction(write_all)
     return EXIT_OK

@@ -6,7 +6,6 @@ clients (and their monitors) may share one router, hence one connection.
 """
 
 import errno
-import re
 import threading
 import warnings
 from typing import (
@@ -15,13 +14,16 @@ from typing import (
     Iterable,
     Iterator,
     List,
+    Mapping,
     Optional,
     Tuple,
     TypeVar,
     Union,
 )
 
+from . import _batch
 from . import _replies as replies
+from . import _requests as requests
 from ._features import (
     Feature,
     feature_payload,
@@ -36,14 +38,12 @@ from ._pending import check_reply
 from ._walk import TreeWalk
 from .connection import UnixSocketConnection, XenBusConnection
 from .exceptions import (
-    InvalidOperation,
     InvalidPayload,
     PyXSError,
     UnexpectedPacket,
 )
 from .helpers import (
     error,
-    force_bytes,
     validate_domid,
     validate_path,
     validate_perms,
@@ -61,10 +61,10 @@ _04_NAMES = (Router, RVar)
 
 T = TypeVar("T")
 Path = Union[bytes, str]
+Value = Union[bytes, str]
 
 _LIST_PART_RETRIES = 16  # restarts of a DIRECTORY_PART listing that changed
 _ERROR = int(Op.ERROR)  # compared on every reply: a plain int is faster
-_COMMAND_BYTES = re.compile(b"[\x00\x20-\x7f]*\\Z")  # as pyxs 0.4's
 
 
 def _is_control_domain() -> bool:
@@ -259,22 +259,8 @@ class Client:
         :raises pyxs.exceptions.InvalidOperation: for an ``op`` not in
             :data:`~pyxs._internal.Op`, before anything is sent.
         """
-        if op not in Op:
-            raise InvalidOperation(op, call="execute_command")
-        payload = b"".join(force_bytes(arg, "argument",
-                                       call="execute_command")
-                           for arg in args)
-        if kwargs.get("nul_terminated") and not payload.endswith(NUL):
-            payload += NUL
-        # As pyxs 0.4: printable ASCII and NUL only, but a WRITE's value
-        # (after the path's NUL) may hold any bytes.
-        checked = payload.partition(NUL)[0] if op == Op.WRITE else payload
-        if not _COMMAND_BYTES.match(checked):
-            raise InvalidPayload(payload, "arguments may hold only "
-                                 "printable ASCII and NUL", op=op,
-                                 call="execute_command")
-        if len(payload) > PAYLOAD_MAX:
-            raise InvalidPayload(payload, op=op, call="execute_command")
+        request = requests.raw(op, *args, **kwargs)
+        payload = request.payload
         return self._send(op, payload).rstrip(NUL)
 
     def ack(self, *args: Any) -> None:
@@ -431,6 +417,29 @@ class Client:
             raise error(errno.ENOENT).with_context("DIRECTORY", top)
         return walk.run(top, node)
 
+    # -- batches (pyxs/_batch.py) -------------------------------------------
+
+    def read_many(self, paths: Iterable[Path],
+                  default: Optional[bytes] = None) -> List[bytes]:
+        """Reads many paths in one round trip; values in ``paths`` order.
+
+        Every path is validated before anything is sent; every reply is
+        collected before the first error (naming its path) is raised.
+        :param default: returned for a missing path instead of raising.
+        """
+        return _batch.read_many(self, paths, default)
+
+    def write_many(self, items: Union[Mapping[Path, Value],
+                                      Iterable[Tuple[Path, Value]]]) -> None:
+        """Writes a mapping or ``(path, value)`` pairs in one round trip,
+        in order; validated and checked as :meth:`read_many` is."""
+        _batch.write_many(self, items)
+
+    def pipeline(self) -> "_batch.Pipeline":
+        """A :class:`~pyxs._batch.Pipeline`: requests queued, then sent
+        together; its methods return futures."""
+        return _batch.Pipeline(self)
+
     # -- domains ------------------------------------------------------------
 
     def get_domain_path(self, domid: int) -> bytes:
@@ -531,17 +540,7 @@ class Client:
     def control(self, *args: Union[bytes, str]) -> bytes:
         """Sends a CONTROL (formerly DEBUG) command, e.g. ``control("help")``;
         returns the reply without its trailing NUL."""
-        if not args:
-            raise TypeError("control: a command is needed")
-        fields = [force_bytes(arg, "argument", call="control")
-                  for arg in args]
-        for field in fields:
-            if NUL in field:
-                raise InvalidPayload(field, "must not contain NUL",
-                                     call="control", what="argument")
-        payload = b"".join(f + NUL for f in fields)
-        if len(payload) > PAYLOAD_MAX:
-            raise InvalidPayload(payload, call="control")
+        payload = requests.control(*args).payload
         reply = self._send(Op.CONTROL, payload)
         return reply[:-1] if reply.endswith(NUL) else reply
 

@@ -1,0 +1,545 @@
+"""The asyncio XenStore client: :class:`Client` and its transactions.
+
+Each coroutine method mirrors the method of the same name of
+:class:`pyxs.Client`: the same arguments, validation, return values and
+errors (the requests are built by :mod:`pyxs._requests`). Any number of
+coroutines may use one client at once; their requests are pipelined on its
+one connection.
+
+Invariants: a refused call sends nothing; a call that stops waiting
+(timeout, cancellation) abandons its request, whose late reply is dropped,
+and leaves the connection usable.
+"""
+
+import asyncio
+import errno
+import random
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+    TypeVar,
+    Union,
+)
+
+from .. import _requests as R
+from .._batch import Future, _cancel, _ok, _refused, _same
+from .._internal import NUL, op_name
+from ..connection import UnixSocketConnection, XenBusConnection
+from ..exceptions import PyXSError, TimeoutError
+from ..helpers import error, force_bytes, validate_path
+from ..recipes import TransactionConflict
+from ._router import AsyncRouter
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._monitor import Monitor
+
+__all__ = ["Client", "Transaction"]
+
+T = TypeVar("T")
+Path = Union[bytes, str]
+Value = Union[bytes, str]
+Items = Union[Mapping[Path, Value], Iterable[Tuple[Path, Value]]]
+
+#: Requests a batch (read_many, write_many, a walk's directory) sends in
+#: one write.
+WINDOW = 256
+
+
+class Client:
+    """Asyncio XenStore client; use as ``async with Client() as c:``.
+
+    :param unix_socket_path: the daemon's socket; found as libxenstore
+        finds it when neither path is given.
+    :param xen_bus_path: the XenBus device, for guests.
+    :param timeout: seconds to wait for each reply (and for the daemon to
+        accept the connection) before raising
+        :class:`pyxs.exceptions.TimeoutError`; None waits forever.
+    """
+
+    def __init__(self, unix_socket_path: Optional[str] = None,
+                 xen_bus_path: Optional[str] = None,
+                 timeout: Optional[float] = None, *,
+                 router: Optional[AsyncRouter] = None) -> None:
+        self._owner = router is None
+        if router is None:
+            if unix_socket_path or not xen_bus_path:
+                connection: Any = UnixSocketConnection(unix_socket_path)
+            else:
+                connection = XenBusConnection(xen_bus_path)
+            router = AsyncRouter(connection)
+        self.router = router
+        self.timeout = timeout
+        #: The transaction this client's requests belong to (0: none).
+        self.tx_id = 0
+
+    def __repr__(self) -> str:
+        return "pyxs.aio.Client(%r)" % (self.router.connection,)
+
+    async def __aenter__(self) -> "Client":
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        """Connects to XenStore; idempotent."""
+        await self.router.start(self.timeout)
+
+    async def close(self) -> None:
+        """Closes the connection (if this client opened it): every request
+        and monitor still waiting fails with ConnectionError."""
+        if self._owner:
+            self.router.close()
+
+    # -- requests -------------------------------------------------------------
+
+    async def _call(self, request: R.Request) -> bytes:
+        """Sends one request, waits for its reply, returns its payload; an
+        ERROR reply raises the daemon's error."""
+        try:
+            reply = await self.router.call(request.op, self.tx_id,
+                                           request.payload, self.timeout)
+        except PyXSError as exc:
+            if exc.op is None:
+                exc.with_context(op_name(request.op), request.path)
+            raise
+        if reply.op == request.op:
+            payload: bytes = reply.payload  # op, tx_id: checked
+            return payload
+        failure = R.failure(request, reply.op, reply.payload)
+        assert failure is not None
+        raise failure
+
+    async def _ack(self, request: R.Request) -> None:
+        R.expect_ok(request, await self._call(request))
+
+    async def _exchange(self, requests: List[R.Request]) -> List[Any]:
+        """Sends requests together (one write per WINDOW) and waits for
+        every reply: for each, a reply packet or the error its wait ended
+        with. Once one reply is late (the timeout), the others still
+        missing are abandoned at once; cancelled, it abandons what is
+        still in flight."""
+        router = self.router
+        results: List[Any] = []
+        tx_id = self.tx_id
+        stalled = False
+        for start in range(0, len(requests), WINDOW):
+            window = requests[start:start + WINDOW]
+            try:
+                sent = router.submit_many([(r.op, tx_id, r.payload)
+                                           for r in window])
+            except PyXSError as exc:  # the connection is unusable
+                results.extend(exc for _ in requests[start:])
+                break
+            try:
+                for rq_id, future in sent:
+                    if stalled and not future.done():
+                        router.abandon(rq_id, future)
+                        results.append(TimeoutError(
+                            "no reply within %g s" % (self.timeout or 0)))
+                        continue
+                    try:
+                        results.append(await router.wait(rq_id, future,
+                                                         self.timeout))
+                    except PyXSError as exc:
+                        stalled = stalled or isinstance(exc, TimeoutError)
+                        results.append(exc)
+            except BaseException:
+                for rq_id, future in sent:
+                    router.abandon(rq_id, future)  # a no-op for the done
+                raise
+            if stalled:
+                results.extend(PyXSError(
+                    errno.ECANCELED, "not sent: an earlier request of the "
+                    "batch timed out") for _ in requests[len(results):])
+                break
+        return results
+
+    @staticmethod
+    def _outcome(request: R.Request, result: Any) -> Any:
+        """The reply's payload, or the error it stands for (not raised)."""
+        if isinstance(result, PyXSError):
+            if result.op is None:
+                result.with_context(op_name(request.op), request.path)
+            return result
+        if result.op == request.op:
+            return result.payload
+        return R.failure(request, result.op, result.payload)
+
+    async def execute_command(self, op: int, *args: Union[bytes, str],
+                              **kwargs: Any) -> bytes:
+        """Sends a raw request (see :meth:`pyxs.Client.execute_command`)."""
+        request = R.raw(op, *args,
+                        nul_terminated=bool(kwargs.get("nul_terminated")))
+        return (await self._call(request)).rstrip(NUL)
+
+    # -- nodes ----------------------------------------------------------------
+
+    async def read(self, path: Path, default: Optional[bytes] = None
+                   ) -> bytes:
+        """The value at ``path``; ``default`` instead of ENOENT if given."""
+        request = R.read(path)
+        try:
+            return await self._call(request)
+        except PyXSError as exc:
+            if default is not None and exc.args[0] == errno.ENOENT:
+                return default
+            raise
+
+    async def write(self, path: Path, value: Value) -> None:
+        """Writes ``value`` at ``path``, creating missing parents."""
+        await self._ack(R.write(path, value, self.router.payload_max))
+
+    async def mkdir(self, path: Path) -> None:
+        """Creates ``path`` and missing parents."""
+        await self._ack(R.mkdir(path))
+
+    async def delete(self, path: Path) -> None:
+        """Removes ``path`` and everything below it."""
+        await self._ack(R.delete(path))
+
+    async def list(self, path: Path) -> List[bytes]:
+        """The names of the children of ``path``; listings too long for
+        one reply are fetched consistently in parts (DIRECTORY_PART)."""
+        request = R.directory(path)
+        try:
+            payload = await self._call(request)
+        except PyXSError as exc:
+            if exc.args[0] != errno.E2BIG:
+                raise
+            assert request.path is not None
+            return await self._list_parts(request.path, exc)
+        return R.names(payload)
+
+    async def _list_parts(self, path: bytes, too_big: PyXSError
+                          ) -> List[bytes]:
+        for _ in range(R.PART_RETRIES):
+            names: List[bytes] = []
+            generation = None
+            offset = 0
+            while True:
+                try:
+                    reply = await self._call(R.directory_part(path, offset))
+                except PyXSError as exc:
+                    if R.part_gone(exc) and generation is None:
+                        raise too_big from exc  # daemon too old for parts
+                    raise
+                part_generation, chunk, finished = R.parse_part(reply)
+                if generation is None:
+                    generation = part_generation
+                elif part_generation != generation:
+                    break  # the node changed between parts: start over
+                names.extend(chunk)
+                offset += sum(len(name) + 1 for name in chunk)
+                if finished or not chunk:
+                    return names
+        raise error(errno.EAGAIN).with_context("DIRECTORY_PART", path)
+
+    async def exists(self, path: Path) -> bool:
+        """True if ``path`` exists."""
+        try:
+            await self.list(path)
+        except PyXSError as exc:
+            if exc.args[0] == errno.ENOENT:
+                return False
+            raise
+        return True
+
+    async def get_perms(self, path: Path) -> List[bytes]:
+        """The permissions of ``path``, e.g. ``[b"n0", b"r5"]``."""
+        return R.names(await self._call(R.get_perms(path)))
+
+    async def set_perms(self, path: Path, perms: Iterable[Path]) -> None:
+        """Sets the permissions of ``path``; the first entry is the owner."""
+        await self._ack(R.set_perms(path, perms))
+
+    def walk(self, top: Path, topdown: bool = True
+             ) -> AsyncIterator[Tuple[bytes, bytes, List[bytes]]]:
+        """``async for path, value, children in c.walk(top)``: the tree at
+        ``top`` in :func:`os.walk` order, as :meth:`pyxs.Client.walk`
+        (pruning by removing names from ``children`` with ``topdown``);
+        the nodes of each directory are requested together."""
+        from ._walk import walk
+        return walk(self, validate_path(top), topdown)
+
+    # -- batches --------------------------------------------------------------
+
+    async def read_many(self, paths: Iterable[Path],
+                        default: Optional[bytes] = None) -> List[bytes]:
+        """As :meth:`pyxs.Client.read_many`: one round trip, every path
+        validated first, every reply collected before the first error."""
+        if isinstance(paths, (bytes, str)):
+            raise TypeError("read_many() takes a list of paths, not a "
+                            "single %s" % type(paths).__name__)
+        if default is not None:
+            default = force_bytes(default, "default")
+        requests = [_item("read_many", i, R.read, path)
+                    for i, path in enumerate(paths)]
+        values = []
+        for request, result in zip(requests,
+                                   await self._exchange(requests)):
+            outcome = self._outcome(request, result)
+            if isinstance(outcome, PyXSError):
+                if default is None or outcome.args[0] != errno.ENOENT:
+                    raise outcome
+                outcome = default
+            values.append(outcome)
+        return values
+
+    async def write_many(self, items: Items) -> None:
+        """As :meth:`pyxs.Client.write_many`."""
+        if isinstance(items, (bytes, str)):
+            raise TypeError("write_many() takes a mapping or (path, value) "
+                            "pairs, not a single %s" % type(items).__name__)
+        pairs = items.items() if isinstance(items, Mapping) else items
+        limit = self.router.payload_max
+        requests = [_item("write_many", i, _write_pair, item, limit)
+                    for i, item in enumerate(pairs)]
+        for request, result in zip(requests,
+                                   await self._exchange(requests)):
+            outcome = self._outcome(request, result)
+            if isinstance(outcome, PyXSError):
+                raise outcome
+            R.expect_ok(request, outcome)
+
+    # -- domains --------------------------------------------------------------
+
+    async def get_domain_path(self, domid: int) -> bytes:
+        """The home path of a domain, ``/local/domain/<domid>``."""
+        return (await self._call(R.get_domain_path(domid))).rstrip(NUL)
+
+    async def is_domain_introduced(self, domid: int) -> bool:
+        """True if xenstored talks to ``domid``."""
+        return R.flag(await self._call(R.is_domain_introduced(domid)))
+
+    async def introduce_domain(self, domid: int, mfn: int,
+                               eventchn: int) -> None:
+        """Tells xenstored to talk to a new domain (needs privilege)."""
+        await self._ack(R.introduce_domain(domid, mfn, eventchn))
+
+    async def release_domain(self, domid: int) -> None:
+        """Tells xenstored to forget a domain (needs privilege)."""
+        await self._ack(R.release_domain(domid))
+
+    async def resume_domain(self, domid: int) -> None:
+        """Clears a domain's shutdown flag in xenstored."""
+        await self._ack(R.resume_domain(domid))
+
+    async def set_target(self, domid: int, target: int) -> None:
+        """Lets ``domid`` act on ``target``'s nodes."""
+        await self._ack(R.set_target(domid, target))
+
+    async def control(self, *args: Union[bytes, str]) -> bytes:
+        """Sends a CONTROL (formerly DEBUG) command; returns the reply."""
+        return await self._call(R.control(*args))
+
+    async def reset_watches(self) -> None:
+        """Drops every watch and transaction of this connection."""
+        await self._ack(R.reset_watches())
+        self.tx_id = 0
+
+    # -- transactions and watches ---------------------------------------------
+
+    def transaction(self) -> "Transaction":
+        """``async with c.transaction() as t:``; see :class:`Transaction`."""
+        return Transaction(self)
+
+    async def run_transaction(self, func: Callable[["Client"], Awaitable[T]],
+                              attempts: int = 10, backoff: float = 0.005,
+                              max_backoff: float = 0.5) -> T:
+        """Runs ``await func(t)`` in a transaction until it commits, as
+        :func:`pyxs.run_transaction` does: a conflict (EAGAIN) runs it
+        again after a randomised, doubling pause; an exception from
+        ``func`` rolls back and propagates.
+
+        :raises pyxs.TransactionConflict: after ``attempts`` conflicts.
+        """
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        pause = backoff
+        for attempt in range(attempts):
+            transaction = Transaction(self)
+            tx = await transaction.__aenter__()
+            try:
+                result = await func(tx)
+            except BaseException:
+                await transaction.rollback()
+                raise
+            if await transaction.commit():
+                return result
+            if attempt + 1 < attempts:
+                await asyncio.sleep(random.uniform(0, pause))  # backoff
+                pause = min(pause * 2, max_backoff)
+        raise TransactionConflict(
+            "transaction still conflicted after %d attempts" % attempts)
+
+    def pipeline(self) -> "Pipeline":
+        """``async with c.pipeline() as p:``; see :class:`Pipeline`."""
+        return Pipeline(self)
+
+    def monitor(self) -> "Monitor":
+        """A :class:`~pyxs.aio.Monitor` on this client's connection."""
+        from ._monitor import Monitor
+        return Monitor(self)
+
+
+def _write_pair(item: Any, limit: int) -> R.Request:
+    try:
+        path, value = item
+    except (TypeError, ValueError):
+        raise TypeError("expected a (path, value) pair, not %s"
+                        % type(item).__name__) from None
+    return R.write(path, value, limit)
+
+
+def _item(call: str, index: int, build: Callable[..., R.Request],
+          *args: Any) -> R.Request:
+    """``build(*args)``; a refusal names the batch call and the item."""
+    try:
+        return build(*args)
+    except (PyXSError, TypeError) as exc:
+        raise _refused(call, index, exc) from None
+
+
+class Transaction:
+    """A transaction: ``async with c.transaction() as t:``.
+
+    ``t`` is a :class:`Client` on the same connection whose every request
+    joins the transaction. Leaving the block normally commits; a conflict
+    (another writer changed what the transaction touched) raises
+    :class:`pyxs.TransactionConflict`, and the work must be redone
+    (:meth:`Client.run_transaction` does that). Leaving on an exception
+    rolls back.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self.client = Client(router=client.router, timeout=client.timeout)
+
+    async def __aenter__(self) -> Client:
+        tx = self.client
+        if tx.tx_id:
+            raise error(errno.EALREADY).with_context("TRANSACTION_START")
+        tx.tx_id = R.tx_id_of(await tx._call(R.transaction_start()))
+        return tx
+
+    async def __aexit__(self, exc_type: Any, *exc_info: Any) -> None:
+        if not self.client.tx_id:
+            return  # ended inside the block
+        if exc_type is not None:
+            try:
+                await self._end(False)
+            except PyXSError:
+                pass  # the block's own exception matters
+        elif not await self.commit():
+            raise TransactionConflict(
+                "the transaction conflicted with a concurrent change and "
+                "was not committed; redo it (run_transaction() retries)")
+
+    async def _end(self, commit: bool) -> bool:
+        tx = self.client
+        if not tx.tx_id:
+            raise PyXSError(errno.EINVAL, "no transaction in progress") \
+                .with_context("TRANSACTION_END")
+        try:
+            await tx._ack(R.transaction_end(commit))
+        except PyXSError as exc:
+            if commit and exc.args[0] == errno.EAGAIN:
+                return False
+            raise
+        finally:
+            tx.tx_id = 0
+        return True
+
+    async def commit(self) -> bool:
+        """Commits; False when a conflicting change made it fail."""
+        return await self._end(True)
+
+    async def rollback(self) -> None:
+        """Abandons the transaction; a dead connection already did."""
+        try:
+            await self._end(False)
+        except PyXSError:
+            if self.client.router.is_connected:
+                raise
+
+
+
+class Pipeline:
+    """Requests queued, then sent together, as with
+    :meth:`pyxs.Client.pipeline`: ``p.read()``, ``p.write()``,
+    ``p.mkdir()`` and ``p.delete()`` validate at once and return a
+    :class:`~pyxs._batch.Future`. Leaving the ``async with`` block (or
+    ``await p.send()``) sends what is queued and waits for every reply;
+    leaving it normally then raises the first error. The futures' results
+    are there once their requests were sent.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self._queued: List[Future] = []
+        self._sent: List[Future] = []
+
+    async def __aenter__(self) -> "Pipeline":
+        return self
+
+    async def __aexit__(self, exc_type: Any, *exc_info: Any) -> None:
+        if exc_type is not None:
+            queued, self._queued = self._queued, []
+            _cancel(queued, errno.ECANCELED,
+                    "not sent: the pipeline's block raised")
+            return
+        await self.send()
+        for future in self._sent:
+            if future._error is not None:
+                raise future._error
+
+    def __len__(self) -> int:
+        return len(self._queued)
+
+    async def send(self) -> None:
+        """Sends the queued requests and waits for their replies."""
+        queued, self._queued = self._queued, []
+        self._sent.extend(queued)
+        try:
+            results = await self.client._exchange(
+                [R.Request(f.op, f.payload, f.path) for f in queued])
+        except BaseException:
+            _cancel(queued, errno.EINTR, "interrupted before its reply came")
+            raise
+        for future, result in zip(queued, results):
+            future._settle(result)
+
+    def _add(self, request: R.Request, parse: Callable[[bytes], Any],
+             default: Optional[bytes] = None) -> Future:
+        future = Future(request.op, request.payload, request.path, parse,
+                        default)
+        self._queued.append(future)
+        return future
+
+    def read(self, path: Path, default: Optional[bytes] = None) -> Future:
+        """Queues :meth:`Client.read`."""
+        if default is not None:
+            default = force_bytes(default, "default")
+        return self._add(R.read(path), _same, default)
+
+    def write(self, path: Path, value: Value) -> Future:
+        """Queues :meth:`Client.write`."""
+        return self._add(R.write(path, value, self.client.router.payload_max),
+                         _ok)
+
+    def mkdir(self, path: Path) -> Future:
+        """Queues :meth:`Client.mkdir`."""
+        return self._add(R.mkdir(path), _ok)
+
+    def delete(self, path: Path) -> Future:
+        """Queues :meth:`Client.delete`."""
+        return self._add(R.delete(path), _ok)
