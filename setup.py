@@ -32,6 +32,7 @@ setup(
         "test": ["pytest>=7", "pytest-xdist>=2", "hypothesis>=6"],
         "docs": ["sphinx>=5"],
         "dev": ["pytest>=7", "pytest-xdist>=2", "hypothesis>=6", "sphinx>=5",
+                "mypy",
                 "ruff"],
     },
     entry_points={

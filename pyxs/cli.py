@@ -633,7 +633,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     client = _client(args)
     log.debug("connecting: %r", client)
     with client:
-        return args.handler(client, args)
+        status: int = args.handler(client, args)
+        return status
 
 
 def _silence_stdout() -> None:

@@ -41,6 +41,8 @@ fi
 
 echo "== ruff"
 .venv/bin/ruff check pyxs tests examples benchmarks setup.py
+echo "== mypy"
+.venv/bin/mypy --strict pyxs
 echo "== docs"
 .venv/bin/sphinx-build -q -W -b html docs docs/_build/html
 echo "== tests"
