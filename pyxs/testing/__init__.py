@@ -40,11 +40,13 @@ from ._provision import (
     check_release,
     find_xen,
 )
+from ._seed import DOM0_KEYS, seed_dom0
 from ._source import SOURCE_RELEASE
 
 __all__ = ["XenStoreDaemon", "DAEMON_KINDS", "ProvisionError",
            "available_daemons", "start_daemon", "find_xen", "XenInstall",
-           "XEN_RELEASES", "DEFAULT_RELEASE", "release_kinds"]
+           "XEN_RELEASES", "DEFAULT_RELEASE", "release_kinds", "seed_dom0",
+           "DOM0_KEYS"]
 
 #: Every daemon kind :class:`XenStoreDaemon` can start.
 DAEMON_KINDS = ("xenstored", "oxenstored", "embedded")
