@@ -37,15 +37,16 @@ from typing import (
     Union,
 )
 
-from ._internal import NUL, PAYLOAD_MAX, Op, Packet, op_name
-from .exceptions import (
-    InvalidPayload,
-    PyXSError,
-    TimeoutError,
-    UnexpectedPacket,
-    _InvalidValue,
-)
-from .helpers import error, force_bytes, validate_path
+from ._internal import PAYLOAD_MAX, Op, Packet, op_name
+from ._requests import Request, failure
+from ._requests import delete as build_delete
+from ._requests import mkdir as build_mkdir
+from ._requests import read as build_read
+from ._requests import write as build_write
+from .exceptions import PyXSError, TimeoutError, _InvalidValue
+from .helpers import force_bytes
+
+_READ = int(Op.READ)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import Client
@@ -60,20 +61,6 @@ Path = Union[bytes, str]
 Value = Union[bytes, str]
 
 
-_ERROR, _READ, _WRITE, _MKDIR, _RM = (
-    int(Op.ERROR), int(Op.READ), int(Op.WRITE), int(Op.MKDIR), int(Op.RM))
-
-
-def _ok(payload: bytes) -> None:
-    """The parser of requests whose only correct reply is ``OK``."""
-    if payload.rstrip(NUL) != b"OK":
-        raise UnexpectedPacket("reply is %r, not OK" % payload[:40])
-
-
-def _same(payload: bytes) -> bytes:
-    return payload
-
-
 class Future:
     """The outcome of one request of a batch.
 
@@ -81,16 +68,16 @@ class Future:
     before the request was sent, it sends its pipeline first.
     """
 
-    __slots__ = ("op", "path", "payload", "parse", "default", "_done",
-                 "_value", "_error", "_pipeline")
+    __slots__ = ("request", "op", "path", "default", "_done", "_value",
+                 "_error", "_pipeline")
 
-    def __init__(self, op: int, payload: bytes, path: Optional[bytes],
-                 parse: Callable[[bytes], Any], default: Any = None,
+    def __init__(self, request: Request, default: Any = None,
                  pipeline: "Optional[Pipeline]" = None) -> None:
-        self.op = op
-        self.payload = payload
-        self.path = path
-        self.parse = parse
+        #: The request (:class:`pyxs._requests.Request`), reply parser
+        #: included.
+        self.request = request
+        self.op = request.op
+        self.path = request.path
         #: Returned instead of an ENOENT error (READ), unless None.
         self.default = default
         self._done = False
@@ -129,12 +116,12 @@ class Future:
     def _settle(self, reply: Any) -> None:
         """Completes the future from a reply packet or a failure."""
         self._done = True
-        failure = _failure(self.op, self.path, reply)
+        failure = _failure(self.request, reply)
         if failure is None:
             try:
-                self._value = self.parse(reply.payload)
+                self._value = self.request.result(reply.payload)
             except PyXSError as exc:
-                failure = exc.with_context(op_name(self.op), self.path)
+                failure = exc
         if failure is not None:
             if self.default is not None and failure.args[0] == errno.ENOENT:
                 self._value = self.default
@@ -147,22 +134,20 @@ def _limit(client: "Client") -> int:
     return min(PAYLOAD_MAX, getattr(connection, "payload_max", PAYLOAD_MAX))
 
 
-def _submit(client: "Client", ops: Sequence[int],
-            payloads: Sequence[bytes]) -> List[Any]:
+def _submit(client: "Client", requests: Sequence[Request]) -> List[Any]:
     """Sends validated requests in one write; returns their RVars."""
     router = client.router
     tx_id = client.tx_id
     submit_many = getattr(router, "submit_many", None)
     if submit_many is not None:
-        return list(submit_many([(op, tx_id, payload)
-                                 for op, payload in zip(ops, payloads)]))
+        return list(submit_many([(r.op, tx_id, r.payload)
+                                 for r in requests]))
     # A test double of the router: one request at a time.
-    return [router.send(Packet(op, payload, 0, tx_id))
-            for op, payload in zip(ops, payloads)]
+    return [router.send(Packet(r.op, r.payload, 0, tx_id))
+            for r in requests]
 
 
-def exchange(client: "Client", ops: Sequence[int],
-             payloads: Sequence[bytes]) -> List[Any]:
+def exchange(client: "Client", requests: Sequence[Request]) -> List[Any]:
     """Sends validated requests and waits for every reply.
 
     Returns, for each request, its reply packet or the error its wait
@@ -173,12 +158,11 @@ def exchange(client: "Client", ops: Sequence[int],
     """
     timeout = client.timeout
     replies: List[Any] = []
-    for start in range(0, len(payloads), WINDOW):
+    for start in range(0, len(requests), WINDOW):
         try:
-            rvars = _submit(client, ops[start:start + WINDOW],
-                            payloads[start:start + WINDOW])
+            rvars = _submit(client, requests[start:start + WINDOW])
         except PyXSError as exc:  # the connection is unusable
-            replies.extend(exc for _ in payloads[start:])
+            replies.extend(exc for _ in requests[start:])
             break
         try:
             # The daemon answers in order: once the last reply is in, so
@@ -197,7 +181,7 @@ def exchange(client: "Client", ops: Sequence[int],
             replies.extend(
                 PyXSError(errno.ECANCELED, "not sent: an earlier request of "
                           "the batch timed out")
-                for _ in payloads[len(replies):])
+                for _ in requests[len(replies):])
             break
     return replies
 
@@ -211,20 +195,16 @@ def _collect(rvar: Any, timeout: Optional[float]) -> Any:
         return exc
 
 
-def _failure(op: int, path: Any, reply: Any) -> Optional[PyXSError]:
+def _failure(request: Request, reply: Any) -> Optional[PyXSError]:
     """The error a reply (or a failed wait) stands for, with its context;
     None for a reply of the request's own op (which the router checked)."""
     if isinstance(reply, PyXSError):
         if reply.op is None:
-            reply.with_context(op_name(op), path)
+            reply.with_context(op_name(request.op), request.path)
         return reply
-    if reply.op == op:
+    if reply.op == request.op:
         return None
-    if reply.op == _ERROR:
-        return error(reply.payload.rstrip(NUL)).with_context(op_name(op),
-                                                             path)
-    return UnexpectedPacket("%s request got a %s reply" % (  # test doubles
-        op_name(op), op_name(reply.op))).with_context(None, path)
+    return failure(request, reply.op, reply.payload)
 
 
 # -- the batch calls -----------------------------------------------------
@@ -242,18 +222,6 @@ def _refused(call: str, index: int, exc: Exception) -> Exception:
     return type(exc)("%s item %d: %s" % (call, index, exc))
 
 
-def _write_payload(path: Path, value: Value, limit: int
-                   ) -> Tuple[bytes, bytes]:
-    checked = validate_path(path)
-    data = force_bytes(value, "value")
-    payload = checked + NUL + data
-    if len(payload) > limit:
-        raise InvalidPayload(data, "path and value exceed the %d-byte "
-                             "payload limit" % limit, op="WRITE",
-                             path=checked)
-    return checked, payload
-
-
 def _pairs(items: Union[Mapping[Path, Value], Iterable[Tuple[Path, Value]]]
            ) -> Iterable[Any]:
     if isinstance(items, (bytes, str)):
@@ -264,64 +232,94 @@ def _pairs(items: Union[Mapping[Path, Value], Iterable[Tuple[Path, Value]]]
     return items
 
 
-def read_many(client: "Client", paths: Iterable[Path],
-              default: Optional[bytes] = None) -> List[bytes]:
-    """:meth:`~pyxs.client.Client.read_many`."""
+def _item(call: str, index: int, build: Callable[..., Request],
+          *args: Any) -> Request:
+    """``build(*args)``; a refusal names the batch call and the item."""
+    try:
+        return build(*args)
+    except (PyXSError, TypeError) as exc:
+        raise _refused(call, index, exc) from None
+
+
+def write_pair(item: Any, limit: int) -> Request:
+    """The WRITE of one ``(path, value)`` item of ``write_many``."""
+    try:
+        path, value = item
+    except (TypeError, ValueError):
+        raise TypeError("expected a (path, value) pair, not %s"
+                        % type(item).__name__) from None
+    return build_write(path, value, limit, None)
+
+
+def batch_reads(paths: Iterable[Path]) -> List[Request]:
+    """The validated READs of ``read_many``."""
     if isinstance(paths, (bytes, str)):
         raise TypeError("read_many() takes a list of paths, not a single "
                         "%s" % type(paths).__name__)
+    return [_item("read_many", index, build_read, path, None)
+            for index, path in enumerate(paths)]
+
+
+def batch_writes(items: Union[Mapping[Path, Value],
+                              Iterable[Tuple[Path, Value]]],
+                 limit: int) -> List[Request]:
+    """The validated WRITEs of ``write_many``."""
+    return [_item("write_many", index, write_pair, item, limit)
+            for index, item in enumerate(_pairs(items))]
+
+
+def outcome(request: Request, reply: Any) -> Any:
+    """The value a reply stands for, or its error (returned)."""
+    refusal = _failure(request, reply)
+    if refusal is not None:
+        return refusal
+    try:
+        return request.result(reply.payload)
+    except PyXSError as exc:
+        return exc
+
+
+def read_values(requests: Sequence[Request], replies: Sequence[Any],
+                default: Optional[bytes]) -> List[bytes]:
+    """The values of ``read_many`` from its replies; raises the first
+    error (a missing path gives ``default`` instead, unless None)."""
+    values = []
+    for request, reply in zip(requests, replies):
+        if type(reply) is Packet and reply.op == _READ:
+            values.append(reply.payload)  # the common case, made fast
+            continue
+        value = outcome(request, reply)
+        if isinstance(value, PyXSError):
+            if default is None or value.args[0] != errno.ENOENT:
+                raise value
+            value = default
+        values.append(value)
+    return values
+
+
+def check_all(requests: Sequence[Request], replies: Sequence[Any]) -> None:
+    """Raises the first error among the replies of a batch."""
+    for request, reply in zip(requests, replies):
+        value = outcome(request, reply)
+        if isinstance(value, PyXSError):
+            raise value
+
+
+def read_many(client: "Client", paths: Iterable[Path],
+              default: Optional[bytes] = None) -> List[bytes]:
+    """:meth:`~pyxs.client.Client.read_many`."""
     if default is not None:
         default = force_bytes(default, "default")
-    checked = []
-    for index, path in enumerate(paths):
-        try:
-            checked.append(validate_path(path))
-        except (PyXSError, TypeError) as exc:
-            raise _refused("read_many", index, exc) from None
-    replies = exchange(client, [_READ] * len(checked),
-                       [path + NUL for path in checked])
-    values = []
-    for path, reply in zip(checked, replies):
-        if type(reply) is not Packet or reply.op != _READ:
-            failure = _failure(_READ, path, reply)
-            if failure is not None:
-                if default is None or failure.args[0] != errno.ENOENT:
-                    raise failure
-                values.append(default)
-                continue
-        values.append(reply.payload)
-    return values
+    requests = batch_reads(paths)
+    return read_values(requests, exchange(client, requests), default)
 
 
 def write_many(client: "Client",
                items: Union[Mapping[Path, Value],
                             Iterable[Tuple[Path, Value]]]) -> None:
     """:meth:`~pyxs.client.Client.write_many`."""
-    limit = _limit(client)
-    paths = []
-    payloads = []
-    for index, item in enumerate(_pairs(items)):
-        try:
-            try:
-                path, value = item
-            except (TypeError, ValueError):
-                raise TypeError("expected a (path, value) pair, not %s"
-                                % type(item).__name__) from None
-            checked, payload = _write_payload(path, value, limit)
-        except (PyXSError, TypeError) as exc:
-            raise _refused("write_many", index, exc) from None
-        paths.append(checked)
-        payloads.append(payload)
-    replies = exchange(client, [_WRITE] * len(payloads), payloads)
-    for path, reply in zip(paths, replies):
-        failure = _failure(_WRITE, path, reply)
-        if failure is None and reply.payload != b"OK\x00":
-            try:
-                _ok(reply.payload)
-            except PyXSError as exc:
-                failure = exc.with_context("WRITE", path)
-        if failure is not None:
-            raise failure
+    requests = batch_writes(items, _limit(client))
+    check_all(requests, exchange(client, requests))
 
 
 class Pipeline:
@@ -365,8 +363,7 @@ class Pipeline:
             return
         self._sent.extend(queued)
         try:
-            replies = exchange(self.client, [f.op for f in queued],
-                               [f.payload for f in queued])
+            replies = exchange(self.client, [f.request for f in queued])
         except BaseException:
             _cancel(queued, errno.EINTR, "interrupted before its reply came")
             raise
@@ -379,28 +376,23 @@ class Pipeline:
 
     def read(self, path: Path, default: Optional[bytes] = None) -> Future:
         """Queues a read; the future's result is the value."""
-        checked = validate_path(path)
+        request = build_read(path)
         if default is not None:
             default = force_bytes(default, "default")
-        return self._add(Future(_READ, checked + NUL, checked, _same,
-                                default, self))
+        return self._add(Future(request, default, self))
 
     def write(self, path: Path, value: Value) -> Future:
         """Queues a write; the future's result is None."""
-        checked, payload = _write_payload(path, value, _limit(self.client))
-        return self._add(Future(_WRITE, payload, checked, _ok, None, self))
+        return self._add(Future(build_write(path, value, _limit(self.client)),
+                                None, self))
 
     def mkdir(self, path: Path) -> Future:
         """Queues :meth:`~pyxs.client.Client.mkdir`."""
-        checked = validate_path(path)
-        return self._add(Future(_MKDIR, checked + NUL, checked, _ok,
-                                None, self))
+        return self._add(Future(build_mkdir(path), None, self))
 
     def delete(self, path: Path) -> Future:
         """Queues :meth:`~pyxs.client.Client.delete`."""
-        checked = validate_path(path)
-        return self._add(Future(_RM, checked + NUL, checked, _ok, None,
-                                self))
+        return self._add(Future(build_delete(path), None, self))
 
 
 def _cancel(futures: Iterable[Future], number: int, text: str) -> None:

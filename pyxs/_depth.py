@@ -16,8 +16,10 @@ the daemon's prefix rule (a watch fires for ``path`` iff ``path`` is
 
 from typing import Any, Iterable, Mapping, Optional, Tuple
 
+from ._features import Feature, lacks_watchdepth
+
 __all__ = ["levels_below", "within_depth", "too_deep", "is_special",
-           "check_depth"]
+           "check_depth", "plan_depth"]
 
 
 def is_special(wpath: bytes) -> bool:
@@ -46,6 +48,20 @@ def check_depth(wpath: bytes, depth: Any) -> Tuple[Optional[int], bool]:
                          "depth 1 (events then name the domid)"
                          % (depth, wpath.decode("ascii")))
     return int(depth), True
+
+
+def plan_depth(wpath: bytes, depth: Optional[int], features: int
+               ) -> Tuple[Optional[int], Optional[int]]:
+    """How a watch with a checked ``depth`` (see :func:`check_depth`) is
+    set, given the ``features`` the daemon offers: ``(sent, own)``, the
+    depth to send and the depth the monitor filters by itself. Without
+    WATCHDEPTH a depth is filtered client-side, and a special path naming
+    a domain cannot be watched (:exc:`~pyxs.UnsupportedOperation`)."""
+    if features & Feature.WATCHDEPTH:
+        return depth, None
+    if is_special(wpath):
+        raise lacks_watchdepth(wpath, depth)
+    return None, depth
 
 
 def levels_below(path: bytes, wpath: bytes) -> Optional[int]:

@@ -35,7 +35,8 @@ no I/O, no state.
 import re
 from typing import Any, List, Tuple
 
-from ._internal import NUL, op_name
+from ._features import lacking
+from ._internal import NUL, Op, op_name
 from .exceptions import PyXSError, UnexpectedPacket, error_for, shorten
 from .helpers import path_problem
 
@@ -59,6 +60,8 @@ _NAMES = re.compile(rb"(?:[A-Za-z0-9_@-]+\x00)*\Z")
 # binding lets a negative domid through (``n-1`` comes back as written).
 _PERMS = re.compile(rb"(?:[rwbn]-?[0-9]{1,10}\x00)+\Z")
 _PART = re.compile(rb"([0-9]{1,20})\x00((?:[A-Za-z0-9_@-]+\x00)*)(\x00?)\Z")
+_NEW_OPS = frozenset((Op.GET_FEATURE, Op.SET_FEATURE, Op.GET_QUOTA,
+                      Op.SET_QUOTA))
 _ERROR_NAME = re.compile(rb"(E[A-Z0-9_]+)\x00?\Z")
 
 
@@ -69,7 +72,7 @@ def _bad(op: int, payload: bytes, expected: str,
         shorten(payload), expected)).with_context(op_name(op), path)
 
 
-def transaction_id(payload: bytes, op: int) -> int:
+def transaction_id(payload: bytes, op: int, path: Any = None) -> int:
     """A TRANSACTION_START reply: the new transaction's id."""
     match = _TX_ID.match(payload)
     if match is not None:
@@ -80,7 +83,7 @@ def transaction_id(payload: bytes, op: int) -> int:
                % TX_ID_MAX)
 
 
-def boolean(payload: bytes, op: int) -> bool:
+def boolean(payload: bytes, op: int, path: Any = None) -> bool:
     """An IS_DOMAIN_INTRODUCED reply: ``T\\0`` or ``F\\0``."""
     if payload == b"T\x00":
         return True
@@ -95,12 +98,12 @@ def ok(payload: bytes, op: int, path: Any = None) -> None:
         raise _bad(op, payload, "OK (then NUL)", path)
 
 
-def domain_path(payload: bytes, op: int) -> bytes:
+def domain_path(payload: bytes, op: int, path: Any = None) -> bytes:
     """A GET_DOMAIN_PATH reply: a valid absolute path, then NUL."""
-    path = payload[:-1]
-    if payload[-1:] == NUL and path[:1] == b"/" and \
-            path_problem(path) is None:
-        return path
+    home = payload[:-1]
+    if payload[-1:] == NUL and home[:1] == b"/" and \
+            path_problem(home) is None:
+        return home
     raise _bad(op, payload, "an absolute path (then NUL)")
 
 
@@ -148,12 +151,18 @@ def error_reply(payload: bytes, op: int, path: Any = None) -> PyXSError:
 
     A well-formed name gives the daemon's error: ``args == (errno,
     strerror)``, or the name itself as ``args[0]`` when this system has no
-    such errno. Anything else is an :class:`UnexpectedPacket`.
+    such errno. Anything else is an :class:`UnexpectedPacket`. ENOSYS for
+    an op of Xen 4.21 and later is an
+    :class:`~pyxs.exceptions.UnsupportedOperation` saying the daemon lacks
+    it.
     """
     match = _ERROR_NAME.match(payload)
     if match is None:
         return UnexpectedPacket("ERROR reply %s is not an error name "
                                 "(E<NAME>, then NUL)" % shorten(payload)
                                 ).with_context(op_name(op), path)
-    return error_for(match.group(1).decode("ascii")).with_context(
+    failure = error_for(match.group(1).decode("ascii")).with_context(
         op_name(op), path)
+    if op in _NEW_OPS:  # ENOSYS from a daemon older than Xen 4.21
+        return lacking(failure, op_name(op))
+    return failure

@@ -1,21 +1,43 @@
 """What each XenStore call sends, and how its reply reads: no I/O.
 
-Every builder validates its arguments (raising the same errors, with the
-same messages, as :class:`pyxs.Client`) and returns a :class:`Request`:
-the op, the payload, and the path that error messages name. The reply
-helpers turn a reply payload into the call's value, and refuse a reply no
-correct daemon sends with :class:`~pyxs.exceptions.UnexpectedPacket`, never
-a raw ``ValueError``. :mod:`pyxs.aio` drives these; any client may.
+Every builder validates its arguments (raising the errors, with the
+messages, that :class:`pyxs.Client` documents) and returns a
+:class:`Request`: the op, the payload, the path that error messages name,
+and the parser (from :mod:`pyxs._replies` or :mod:`pyxs._features`) that
+turns the reply's payload into the call's value or refuses it with
+:class:`~pyxs.exceptions.UnexpectedPacket`. A call that needs more than
+one round trip (a listing fetched in parts) is a generator of requests,
+:func:`listing`. The threaded :class:`pyxs.Client`, its batches and
+:mod:`pyxs.aio` all drive these, so the three cannot drift apart.
 
-Invariant: a builder either raises before anything could be sent, or
-returns a request whose payload fits the protocol's limit.
+Invariants: a builder either raises before anything could be sent, or
+returns a request whose payload fits the protocol's limit; every reply
+payload a client returns has been through its request's parser; every
+ERROR reply becomes an exception through :func:`failure`.
 """
 
 import errno
 import re
-from typing import Any, Iterable, List, NamedTuple, Optional, Union
+from typing import (
+    Any,
+    Callable,
+    Generator,
+    Iterable,
+    List,
+    NamedTuple,
+    Optional,
+    Tuple,
+    Union,
+)
 
-from ._internal import NUL, PAYLOAD_MAX, split_names
+from . import _replies as replies
+from ._features import (
+    feature_payload,
+    parse_decimal,
+    parse_names,
+    quota_payload,
+)
+from ._internal import NUL, PAYLOAD_MAX
 from ._ops import Op, op_name
 from .exceptions import (
     InvalidOperation,
@@ -35,15 +57,16 @@ from .helpers import (
 )
 
 __all__ = ["Request", "read", "write", "mkdir", "delete", "directory",
-           "directory_part", "get_perms", "set_perms", "get_domain_path",
-           "is_domain_introduced", "introduce_domain", "release_domain",
-           "resume_domain", "set_target", "transaction_start",
-           "transaction_end", "control", "reset_watches", "watch",
-           "unwatch", "raw", "failure", "expect_ok", "names", "tx_id_of",
-           "flag", "parse_part", "PART_RETRIES"]
+           "directory_part", "listing", "get_perms", "set_perms",
+           "get_domain_path", "is_domain_introduced", "introduce_domain",
+           "release_domain", "resume_domain", "set_target",
+           "transaction_start", "transaction_end", "control",
+           "reset_watches", "watch", "unwatch", "raw", "get_features",
+           "set_features", "quota_names", "get_quota", "set_quota",
+           "failure", "step", "PART_RETRIES"]
 
 Path = Union[bytes, str]
-
+Parser = Callable[[bytes, int, Any], Any]
 
 READ, WRITE, MKDIR, RM = Op.READ, Op.WRITE, Op.MKDIR, Op.RM
 DIRECTORY, DIRECTORY_PART = Op.DIRECTORY, Op.DIRECTORY_PART
@@ -57,12 +80,45 @@ CONTROL, RESET_WATCHES = Op.CONTROL, Op.RESET_WATCHES
 PART_RETRIES = 16
 
 
+def value(payload: bytes, op: int, path: Any = None) -> bytes:
+    """The parser of a READ reply: any bytes are a value."""
+    return payload
+
+
+def stripped(payload: bytes, op: int, path: Any = None) -> bytes:
+    """The parser of a raw request's reply: without its trailing NULs."""
+    return payload.rstrip(NUL)
+
+
+def _text(payload: bytes, op: int, path: Any = None) -> bytes:
+    """The parser of a CONTROL reply: without its one trailing NUL."""
+    return payload[:-1] if payload.endswith(NUL) else payload
+
+
+def _decimal_reply(payload: bytes, op: int, path: Any = None) -> int:
+    return parse_decimal(payload, op_name(op))
+
+
+def _names_reply(payload: bytes, op: int, path: Any = None) -> List[str]:
+    return parse_names(payload)
+
+
 class Request(NamedTuple):
-    """One validated request."""
+    """One validated request, and how its reply reads."""
 
     op: int
     payload: bytes
+    #: The path error messages name (None for calls without one).
     path: Optional[bytes] = None
+    #: ``parse(payload, op, path)``: the call's value, or UnexpectedPacket.
+    parse: Parser = value
+    #: True for a request with an empty payload, which oxenstored 4.17
+    #: answers only once more bytes follow (see ``Client._bare``).
+    bare: bool = False
+
+    def result(self, payload: bytes) -> Any:
+        """The call's value from its reply's payload."""
+        return self.parse(payload, self.op, self.path)
 
 
 _COMMAND_BYTES = re.compile(b"[\x00\x20-\x7f]*\\Z")  # as pyxs 0.4's
@@ -72,27 +128,29 @@ def _decimal(number: int) -> bytes:
     return b"%d\x00" % number
 
 
-def _on_path(op: int, path: Path, call: str) -> Request:
+def _on_path(op: int, path: Path, call: Optional[str],
+             parse: Parser = replies.ok) -> Request:
     checked = validate_path(path, call)
-    return Request(op, checked + NUL, checked)
+    return Request(op, checked + NUL, checked, parse)
 
 
 # -- nodes -------------------------------------------------------------------
 
-def read(path: Path) -> Request:
-    return _on_path(READ, path, "read")
+def read(path: Path, call: Optional[str] = "read") -> Request:
+    """READ; ``call`` names the call in errors (None: a batch names it)."""
+    return _on_path(READ, path, call, value)
 
 
-def write(path: Path, value: Union[bytes, str],
-          limit: int = PAYLOAD_MAX) -> Request:
-    checked = validate_path(path, "write")
-    data = validate_value(value, "write")
+def write(path: Path, data: Union[bytes, str], limit: int = PAYLOAD_MAX,
+          call: Optional[str] = "write") -> Request:
+    checked = validate_path(path, call)
+    data = validate_value(data, call)
     payload = checked + NUL + data
     if len(payload) > limit:
         raise InvalidPayload(data, "path and value exceed the %d-byte "
                              "payload limit" % limit, op="WRITE",
-                             path=checked, call="write", what="value")
-    return Request(WRITE, payload, checked)
+                             path=checked, call=call, what="value")
+    return Request(WRITE, payload, checked, replies.ok)
 
 
 def mkdir(path: Path) -> Request:
@@ -103,16 +161,86 @@ def delete(path: Path) -> Request:
     return _on_path(RM, path, "delete")
 
 
-def directory(path: Path) -> Request:
-    return _on_path(DIRECTORY, path, "list")
+def directory(path: Path, call: str = "list") -> Request:
+    return _on_path(DIRECTORY, path, call, replies.listing)
 
 
 def directory_part(path: bytes, offset: int) -> Request:
-    return Request(DIRECTORY_PART, path + NUL + _decimal(offset), path)
+    return Request(DIRECTORY_PART, path + NUL + _decimal(offset), path,
+                   replies.directory_part)
+
+
+def listing(path: Path, call: str = "list"
+            ) -> Generator[Request, bytes, List[bytes]]:
+    """The names of ``path``'s children: a generator that yields requests
+    and is sent each reply's payload (or thrown the error it ended with);
+    it returns the names.
+
+    One DIRECTORY first; a listing too long for one reply (E2BIG) is
+    fetched in DIRECTORY_PART parts, all of one generation of the node:
+    a change between parts starts over, at most :data:`PART_RETRIES`
+    times. Bounded: at most ``LIST_PARTS_MAX`` parts per generation, each
+    carrying a name (the parser refuses a part that makes no progress).
+    """
+    request = directory(path, call)
+    try:
+        names: List[bytes] = request.result((yield request))
+        return names
+    except PyXSError as exc:
+        if exc.args[0] != errno.E2BIG:
+            raise
+        too_big = exc
+    checked = request.path
+    assert checked is not None
+    for _ in range(PART_RETRIES):
+        names = []
+        generation = None
+        offset = 0
+        for _ in range(replies.LIST_PARTS_MAX):
+            part = directory_part(checked, offset)
+            try:
+                reply = yield part
+            except PyXSError as exc:
+                if exc.args[0] in (errno.ENOSYS, errno.EINVAL) and \
+                        generation is None:
+                    raise too_big from exc  # the daemon has no parts
+                raise
+            number, chunk, last = part.result(reply)
+            if generation is None:
+                generation = number
+            elif number != generation:
+                break  # the node changed between parts: start over
+            names.extend(chunk)
+            if last:
+                return names
+            offset += sum(len(name) + 1 for name in chunk)
+        else:
+            raise UnexpectedPacket(
+                "no end marker after %d DIRECTORY_PART replies (pyxs lists "
+                "at most %d parts)" % (replies.LIST_PARTS_MAX,
+                                       replies.LIST_PARTS_MAX)
+            ).with_context("DIRECTORY_PART", checked)
+    raise error(errno.EAGAIN).with_context("DIRECTORY_PART", checked)
+
+
+def step(steps: Generator[Request, bytes, Any], reply: Any = None
+         ) -> Tuple[bool, Any]:
+    """Advances a call of several round trips (such as :func:`listing`):
+    feeds it ``reply``, a reply's payload or the PyXSError the request
+    ended with (None to start). Returns ``(False, next request)``, or
+    ``(True, value)`` once the call is over; raises the call's error."""
+    try:
+        if reply is None:
+            return False, next(steps)
+        if isinstance(reply, PyXSError):
+            return False, steps.throw(reply)
+        return False, steps.send(reply)
+    except StopIteration as stop:
+        return True, stop.value
 
 
 def get_perms(path: Path) -> Request:
-    return _on_path(GET_PERMS, path, "get_perms")
+    return _on_path(GET_PERMS, path, "get_perms", replies.permissions)
 
 
 def set_perms(path: Path, perms: Iterable[Path]) -> Request:
@@ -122,55 +250,61 @@ def set_perms(path: Path, perms: Iterable[Path]) -> Request:
     if len(payload) > PAYLOAD_MAX:
         raise InvalidPayload(payload, "too many permissions",
                              op="SET_PERMS", path=checked, call="set_perms")
-    return Request(SET_PERMS, payload, checked)
+    return Request(SET_PERMS, payload, checked, replies.ok)
 
 
 # -- domains, transactions, control ------------------------------------------
 
+def _domid(domid: int, call: str, what: str = "domid") -> bytes:
+    return _decimal(validate_domid(domid, what, call=call))
+
+
 def get_domain_path(domid: int) -> Request:
-    return Request(Op.GET_DOMAIN_PATH, _decimal(validate_domid(
-        domid, call="get_domain_path")))
+    return Request(Op.GET_DOMAIN_PATH, _domid(domid, "get_domain_path"),
+                   None, replies.domain_path)
 
 
 def is_domain_introduced(domid: int) -> Request:
-    return Request(Op.IS_DOMAIN_INTRODUCED, _decimal(validate_domid(
-        domid, call="is_domain_introduced")))
+    return Request(Op.IS_DOMAIN_INTRODUCED,
+                   _domid(domid, "is_domain_introduced"), None,
+                   replies.boolean)
 
 
 def introduce_domain(domid: int, mfn: int, eventchn: int) -> Request:
     call = "introduce_domain"
     mfn = validate_domid(mfn, "mfn", limit=2 ** 64, call=call)
-    return Request(Op.INTRODUCE, _decimal(validate_domid(domid, call=call)) +
-                   _decimal(mfn) + _decimal(validate_domid(
-                       eventchn, "eventchn", limit=2 ** 32, call=call)))
+    return Request(Op.INTRODUCE, _domid(domid, call) + _decimal(mfn) +
+                   _decimal(validate_domid(eventchn, "eventchn",
+                                           limit=2 ** 32, call=call)),
+                   None, replies.ok)
 
 
 def release_domain(domid: int) -> Request:
-    return Request(Op.RELEASE, _decimal(validate_domid(
-        domid, call="release_domain")))
+    return Request(Op.RELEASE, _domid(domid, "release_domain"), None,
+                   replies.ok)
 
 
 def resume_domain(domid: int) -> Request:
-    return Request(Op.RESUME, _decimal(validate_domid(
-        domid, call="resume_domain")))
+    return Request(Op.RESUME, _domid(domid, "resume_domain"), None,
+                   replies.ok)
 
 
 def set_target(domid: int, target: int) -> Request:
-    return Request(Op.SET_TARGET, _decimal(validate_domid(
-        domid, call="set_target")) + _decimal(validate_domid(
-            target, "target", call="set_target")))
+    return Request(Op.SET_TARGET, _domid(domid, "set_target") +
+                   _domid(target, "set_target", "target"), None, replies.ok)
 
 
 def transaction_start() -> Request:
-    return Request(TRANSACTION_START, NUL)
+    return Request(TRANSACTION_START, NUL, None, replies.transaction_id)
 
 
 def transaction_end(commit: bool) -> Request:
-    return Request(TRANSACTION_END, b"T\x00" if commit else b"F\x00")
+    return Request(TRANSACTION_END, b"T\x00" if commit else b"F\x00", None,
+                   replies.ok)
 
 
 def control(*args: Union[bytes, str]) -> Request:
-    """CONTROL: each argument NUL-terminated."""
+    """CONTROL: each argument NUL-terminated; the reply is text."""
     if not args:
         raise TypeError("control: a command is needed")
     fields = [force_bytes(arg, "argument", call="control") for arg in args]
@@ -181,31 +315,35 @@ def control(*args: Union[bytes, str]) -> Request:
     payload = b"".join(f + NUL for f in fields)
     if len(payload) > PAYLOAD_MAX:
         raise InvalidPayload(payload, call="control")
-    return Request(CONTROL, payload)
+    return Request(CONTROL, payload, None, _text)
 
 
 def reset_watches() -> Request:
-    return Request(RESET_WATCHES, NUL)
+    return Request(RESET_WATCHES, NUL, None, replies.ok)
 
 
-def watch(wpath: Path, token: Union[bytes, str]) -> Request:
+def watch(wpath: Path, token: Union[bytes, str],
+          depth: Optional[int] = None) -> Request:
+    """WATCH; with ``depth`` (already checked), Xen 4.22's third field."""
     checked = validate_watch_path(wpath, "watch")
-    return Request(WATCH, checked + NUL + validate_token(token, "watch") + NUL,
-                   checked)
+    payload = checked + NUL + validate_token(token, "watch") + NUL
+    if depth is not None:
+        payload += _decimal(depth)
+    return Request(WATCH, payload, checked, replies.ok)
 
 
 def unwatch(wpath: Path, token: Union[bytes, str]) -> Request:
     checked = validate_watch_path(wpath, "unwatch")
     return Request(UNWATCH,
                    checked + NUL + validate_token(token, "unwatch") + NUL,
-                   checked)
+                   checked, replies.ok)
 
 
 def raw(op: int, *args: Union[bytes, str],
         nul_terminated: bool = False) -> Request:
     """``execute_command``: the ``args`` concatenated as they are, printable
     ASCII and NUL only (as pyxs 0.4), but a WRITE's value (after the path's
-    NUL) may hold any bytes."""
+    NUL) may hold any bytes. The reply comes back without trailing NULs."""
     call = "execute_command"
     if op not in Op:
         raise InvalidOperation(op, call=call)
@@ -219,61 +357,49 @@ def raw(op: int, *args: Union[bytes, str],
                              "ASCII and NUL", op=op, call=call)
     if len(payload) > PAYLOAD_MAX:
         raise InvalidPayload(payload, op=op, call=call)
-    return Request(op, payload)
+    return Request(op, payload, None, stripped)
+
+
+# -- features and quotas (Xen 4.21 and later) --------------------------------
+
+def get_features(domid: Optional[int] = None) -> Request:
+    if domid is None:  # this connection's: an empty payload, as libxenstore
+        return Request(Op.GET_FEATURE, b"", None, _decimal_reply, True)
+    return Request(Op.GET_FEATURE, feature_payload(domid), None,
+                   _decimal_reply)
+
+
+def set_features(domid: int, features: int) -> Request:
+    return Request(Op.SET_FEATURE, feature_payload(domid, features), None,
+                   replies.ok)
+
+
+def quota_names() -> Request:
+    return Request(Op.GET_QUOTA, b"", None, _names_reply, True)
+
+
+def get_quota(name: Union[bytes, str],
+              domid: Optional[int] = None) -> Request:
+    return Request(Op.GET_QUOTA, quota_payload("GET_QUOTA", name, domid),
+                   None, _decimal_reply)
+
+
+def set_quota(name: Union[bytes, str], number: int,
+              domid: Optional[int] = None) -> Request:
+    return Request(Op.SET_QUOTA, quota_payload("SET_QUOTA", name, domid,
+                                               number), None, replies.ok)
 
 
 # -- replies -----------------------------------------------------------------
 
 def failure(request: Request, reply_op: int,
-            payload: bytes) -> Optional[PyXSError]:
-    """The error an ERROR reply stands for, with the request's context;
-    None for a reply of the request's own op. (The pending table has
-    already refused replies of any other op.)"""
+            payload: bytes) -> PyXSError:
+    """The error a reply of another op than the request's stands for: the
+    daemon's error for an ERROR reply (see :func:`pyxs._replies.error_reply`),
+    else UnexpectedPacket. (The pending table has already refused replies
+    of any other op; test doubles of the router may not.)"""
     if reply_op == ERROR:
-        return error(payload.rstrip(NUL)).with_context(
-            op_name(request.op), request.path)
-    if reply_op != request.op:
-        return UnexpectedPacket("%s request got a %s reply" % (
-            op_name(request.op), op_name(reply_op))).with_context(
-                None, request.path)
-    return None
-
-
-def expect_ok(request: Request, payload: bytes) -> None:
-    """Refuses a reply other than ``OK``."""
-    if payload.rstrip(NUL) != b"OK":
-        raise UnexpectedPacket("%s reply is %r, not OK" % (
-            op_name(request.op), payload[:40])).with_context(
-                None, request.path)
-
-
-def names(payload: bytes) -> List[bytes]:
-    """A DIRECTORY or GET_PERMS reply as a list of names."""
-    return split_names(payload)
-
-
-def flag(payload: bytes) -> bool:
-    """An IS_DOMAIN_INTRODUCED reply: ``T`` or ``F``."""
-    return payload.rstrip(NUL) == b"T"
-
-
-def tx_id_of(payload: bytes) -> int:
-    """The transaction id a TRANSACTION_START reply carries."""
-    text = payload.rstrip(NUL)
-    if not text.isdigit() or not 0 < int(text) < 2 ** 32:
-        raise UnexpectedPacket("TRANSACTION_START reply %r is not a "
-                               "transaction id" % text[:40])
-    return int(text)
-
-
-def parse_part(payload: bytes) -> Any:
-    """A DIRECTORY_PART reply: ``(generation, names, finished)``."""
-    fields = payload.split(NUL)
-    chunk = fields[1:]
-    finished = len(chunk) >= 2 and chunk[-1] == b"" and chunk[-2] == b""
-    return fields[0], [name for name in chunk if name], finished
-
-
-def part_gone(exc: PyXSError) -> bool:
-    """True when a DIRECTORY_PART error means the daemon has no parts."""
-    return exc.args[0] in (errno.ENOSYS, errno.EINVAL)
+        return replies.error_reply(payload, request.op, request.path)
+    return UnexpectedPacket("%s request got a %s reply" % (
+        op_name(request.op), op_name(reply_op))).with_context(
+            None, request.path)

@@ -11,6 +11,7 @@ import warnings
 from typing import (
     Any,
     Callable,
+    Generator,
     Iterable,
     Iterator,
     List,
@@ -24,32 +25,13 @@ from typing import (
 from . import _batch
 from . import _replies as replies
 from . import _requests as requests
-from ._features import (
-    Feature,
-    feature_payload,
-    lacking,
-    parse_decimal,
-    parse_names,
-    quota_payload,
-    remember_features,
-)
-from ._internal import NUL, PAYLOAD_MAX, Op, Packet, op_name
+from ._features import Feature, remember_features
+from ._internal import NUL, Op, Packet, op_name
 from ._pending import check_reply
 from ._walk import TreeWalk
 from .connection import UnixSocketConnection, XenBusConnection
-from .exceptions import (
-    InvalidPayload,
-    PyXSError,
-    UnexpectedPacket,
-)
-from .helpers import (
-    error,
-    validate_domid,
-    validate_path,
-    validate_perms,
-    validate_timeout,
-    validate_value,
-)
+from .exceptions import PyXSError, UnexpectedPacket
+from .helpers import error, validate_path, validate_timeout
 from .monitor import Monitor
 from .recipes import run_transaction
 from .router import Router, RVar
@@ -63,7 +45,6 @@ T = TypeVar("T")
 Path = Union[bytes, str]
 Value = Union[bytes, str]
 
-_LIST_PART_RETRIES = 16  # restarts of a DIRECTORY_PART listing that changed
 _ERROR = int(Op.ERROR)  # compared on every reply: a plain int is faster
 
 
@@ -73,10 +54,6 @@ def _is_control_domain() -> bool:
             return handle.read().strip() == b"control_d"
     except OSError:
         return False
-
-
-def _decimal(number: int) -> bytes:
-    return b"%d\x00" % number
 
 
 def _deprecated(old: str, new: str) -> None:
@@ -244,9 +221,26 @@ class Client:
             raise refusal
         return reply
 
-    def _ack(self, op: int, payload: bytes, path: Any = None) -> None:
-        """Sends a request whose only correct reply is ``OK``."""
-        replies.ok(self._send(op, payload, path), op, path)
+    def _call(self, request: requests.Request) -> Any:
+        """Sends a built request; returns the value its reply stands for."""
+        if request.bare:
+            payload = self._bare(request)
+        else:
+            payload = self._send(request.op, request.payload, request.path)
+        return request.result(payload)
+
+    def _run(self, steps: Generator[requests.Request, bytes, T]) -> T:
+        """Drives a call of several round trips (see
+        :func:`pyxs._requests.listing`) to its value."""
+        done, item = requests.step(steps)
+        while not done:
+            try:
+                reply: Any = self._send(item.op, item.payload, item.path)
+            except PyXSError as exc:
+                reply = exc
+            done, item = requests.step(steps, reply)
+        result: T = item
+        return result
 
     def execute_command(self, op: int, *args: Union[bytes, str],
                         **kwargs: Any) -> bytes:
@@ -259,9 +253,8 @@ class Client:
         :raises pyxs.exceptions.InvalidOperation: for an ``op`` not in
             :data:`~pyxs._internal.Op`, before anything is sent.
         """
-        request = requests.raw(op, *args, **kwargs)
-        payload = request.payload
-        return self._send(op, payload).rstrip(NUL)
+        result: bytes = self._call(requests.raw(op, *args, **kwargs))
+        return result
 
     def ack(self, *args: Any) -> None:
         """Like :meth:`execute_command`, but the reply must be ``OK``."""
@@ -290,31 +283,21 @@ class Client:
 
     def write(self, path: Path, value: Union[bytes, str]) -> None:
         """Writes ``value`` at ``path``, creating missing parents."""
-        path = validate_path(path, "write")
-        value = validate_value(value, "write")
-        payload = path + NUL + value
-        if len(payload) > PAYLOAD_MAX:
-            raise InvalidPayload(value, "path and value exceed the %d-byte "
-                                 "payload limit" % PAYLOAD_MAX,
-                                 op="WRITE", path=path, call="write",
-                                 what="value")
-        self._ack(Op.WRITE, payload, path)
+        self._call(requests.write(path, value))
 
     def __setitem__(self, path: Path, value: Union[bytes, str]) -> None:
         self.write(path, value)
 
     def mkdir(self, path: Path) -> None:
         """Creates ``path`` and missing parents; existing values are kept."""
-        path = validate_path(path, "mkdir")
-        self._ack(Op.MKDIR, path + NUL, path)
+        self._call(requests.mkdir(path))
 
     def delete(self, path: Path) -> None:
         """Removes ``path`` and everything below it.
 
         A missing ``path`` is fine; a missing parent is an error (ENOENT).
         """
-        path = validate_path(path, "delete")
-        self._ack(Op.RM, path + NUL, path)
+        self._call(requests.delete(path))
 
     def __delitem__(self, path: Path) -> None:
         self.delete(path)
@@ -326,54 +309,12 @@ class Client:
         (DIRECTORY_PART), consistently: the parts come from one version of
         the node.
         """
-        path = validate_path(path, "list")
-        try:
-            payload = self._send(Op.DIRECTORY, path + NUL, path)
-        except PyXSError as exc:
-            if exc.args[0] != errno.E2BIG:
-                raise
-            return self._list_parts(path, exc)
-        return replies.listing(payload, Op.DIRECTORY, path)
-
-    def _list_parts(self, path: bytes, too_big: PyXSError) -> List[bytes]:
-        # Bounded: at most LIST_PARTS_MAX parts per version of the node and
-        # _LIST_PART_RETRIES versions; each part must make progress.
-        for _ in range(_LIST_PART_RETRIES):
-            names: List[bytes] = []
-            generation = None
-            offset = 0
-            for _ in range(replies.LIST_PARTS_MAX):
-                try:
-                    reply = self._send(Op.DIRECTORY_PART, path + NUL +
-                                       _decimal(offset), path)
-                except PyXSError as exc:
-                    if exc.args[0] in (errno.ENOSYS, errno.EINVAL) and \
-                            generation is None:
-                        raise too_big from exc  # daemon too old for parts
-                    raise
-                part, chunk, last = replies.directory_part(
-                    reply, Op.DIRECTORY_PART, path)
-                if generation is None:
-                    generation = part
-                elif part != generation:
-                    break  # the node changed between parts: start over
-                names.extend(chunk)
-                if last:
-                    return names
-                offset += sum(len(name) + 1 for name in chunk)
-            else:
-                raise UnexpectedPacket(
-                    "no end marker after %d DIRECTORY_PART replies (pyxs "
-                    "lists at most %d parts)" % (replies.LIST_PARTS_MAX,
-                                                 replies.LIST_PARTS_MAX)
-                ).with_context("DIRECTORY_PART", path)
-        raise error(errno.EAGAIN).with_context("DIRECTORY_PART", path)
+        return self._run(requests.listing(path))
 
     def exists(self, path: Path) -> bool:
         """True if ``path`` exists."""
-        path = validate_path(path, "exists")
         try:
-            self.list(path)
+            self._run(requests.listing(path, "exists"))
         except PyXSError as exc:
             if exc.args[0] == errno.ENOENT:
                 return False
@@ -382,22 +323,15 @@ class Client:
 
     def get_perms(self, path: Path) -> List[bytes]:
         """Returns the permissions of ``path``, e.g. ``[b"n0", b"r5"]``."""
-        path = validate_path(path, "get_perms")
-        return replies.permissions(self._send(Op.GET_PERMS, path + NUL, path),
-                                   Op.GET_PERMS, path)
+        result: List[bytes] = self._call(requests.get_perms(path))
+        return result
 
     def set_perms(self, path: Path, perms: Iterable[Path]) -> None:
         """Sets the permissions of ``path``; the first entry is the owner.
 
         See :exc:`~pyxs.exceptions.InvalidPermission` for the format.
         """
-        path = validate_path(path, "set_perms")
-        checked = validate_perms(perms, "set_perms")
-        payload = path + NUL + b"".join(perm + NUL for perm in checked)
-        if len(payload) > PAYLOAD_MAX:
-            raise InvalidPayload(payload, "too many permissions",
-                                 op="SET_PERMS", path=path, call="set_perms")
-        self._ack(Op.SET_PERMS, payload, path)
+        self._call(requests.set_perms(path, perms))
 
     def walk(self, top: Path, topdown: bool = True
              ) -> Iterator[Tuple[bytes, bytes, List[bytes]]]:
@@ -444,41 +378,28 @@ class Client:
 
     def get_domain_path(self, domid: int) -> bytes:
         """Returns the home path of a domain, ``/local/domain/<domid>``."""
-        domid = validate_domid(domid, call="get_domain_path")
-        return replies.domain_path(
-            self._send(Op.GET_DOMAIN_PATH, _decimal(domid)),
-            Op.GET_DOMAIN_PATH)
+        result: bytes = self._call(requests.get_domain_path(domid))
+        return result
 
     def is_domain_introduced(self, domid: int) -> bool:
         """True if xenstored talks to ``domid`` (introduced, not released)."""
-        domid = validate_domid(domid, call="is_domain_introduced")
-        reply = self._send(Op.IS_DOMAIN_INTRODUCED, _decimal(domid))
-        return replies.boolean(reply, Op.IS_DOMAIN_INTRODUCED)
+        return bool(self._call(requests.is_domain_introduced(domid)))
 
     def introduce_domain(self, domid: int, mfn: int, eventchn: int) -> None:
         """Tells xenstored to talk to a new domain (needs privilege)."""
-        call = "introduce_domain"
-        mfn = validate_domid(mfn, "mfn", limit=2 ** 64, call=call)
-        payload = _decimal(validate_domid(domid, call=call)) + \
-            _decimal(mfn) + _decimal(validate_domid(
-                eventchn, "eventchn", limit=2 ** 32, call=call))
-        self._ack(Op.INTRODUCE, payload)
+        self._call(requests.introduce_domain(domid, mfn, eventchn))
 
     def release_domain(self, domid: int) -> None:
         """Tells xenstored to forget a domain (needs privilege)."""
-        self._ack(Op.RELEASE, _decimal(validate_domid(
-            domid, call="release_domain")))
+        self._call(requests.release_domain(domid))
 
     def resume_domain(self, domid: int) -> None:
         """Clears a domain's shutdown flag in xenstored."""
-        self._ack(Op.RESUME, _decimal(validate_domid(
-            domid, call="resume_domain")))
+        self._call(requests.resume_domain(domid))
 
     def set_target(self, domid: int, target: int) -> None:
         """Lets ``domid`` act on ``target``'s nodes (e.g. a stub domain)."""
-        self._ack(Op.SET_TARGET, _decimal(validate_domid(
-            domid, call="set_target")) + _decimal(validate_domid(
-                target, "target", call="set_target")))
+        self._call(requests.set_target(domid, target))
 
     # -- transactions -------------------------------------------------------
 
@@ -491,8 +412,7 @@ class Client:
         """
         if self.tx_id:
             raise error(errno.EALREADY).with_context("TRANSACTION_START")
-        reply = self._send(Op.TRANSACTION_START, NUL)
-        self.tx_id = replies.transaction_id(reply, Op.TRANSACTION_START)
+        self.tx_id = self._call(requests.transaction_start())
         return self.tx_id
 
     def _end(self, commit: bool) -> bool:
@@ -500,7 +420,7 @@ class Client:
             raise PyXSError(errno.EINVAL, "no transaction in progress") \
                 .with_context("TRANSACTION_END")
         try:
-            self._ack(Op.TRANSACTION_END, b"T\x00" if commit else b"F\x00")
+            self._call(requests.transaction_end(commit))
         except PyXSError as exc:
             if commit and exc.args[0] == errno.EAGAIN:
                 return False
@@ -540,23 +460,23 @@ class Client:
     def control(self, *args: Union[bytes, str]) -> bytes:
         """Sends a CONTROL (formerly DEBUG) command, e.g. ``control("help")``;
         returns the reply without its trailing NUL."""
-        payload = requests.control(*args).payload
-        reply = self._send(Op.CONTROL, payload)
-        return reply[:-1] if reply.endswith(NUL) else reply
+        result: bytes = self._call(requests.control(*args))
+        return result
 
     def reset_watches(self) -> None:
         """Drops every watch and transaction of this connection."""
-        self._ack(Op.RESET_WATCHES, NUL)
+        self._call(requests.reset_watches())
         self.tx_id = 0
 
     # -- features and quotas (Xen 4.21 and later) ---------------------------
 
-    def _bare(self, op: int) -> bytes:
-        """Sends ``op`` with an empty payload, as libxenstore does (C
+    def _bare(self, request: requests.Request) -> bytes:
+        """Sends a request with an empty payload, as libxenstore does (C
         xenstored reads one empty field as domid 0). oxenstored 4.17 answers
         such a request only once more bytes follow, so a GET_DOMAIN_PATH
         goes in the same write; its reply is not waited for."""
         router = self.router
+        op = request.op
         if type(router) is not Router:  # a test double: no unblocking
             return self._send(op, b"")
         first, _ = router.submit_many([
@@ -567,25 +487,12 @@ class Client:
             if not first.done():
                 router.abandon(first)
             raise
-        refusal = check_reply(op, self.tx_id, reply) or (
-            error(reply.payload.rstrip(NUL)) if reply.op == _ERROR else None)
-        if refusal is not None:
-            raise refusal
+        refused = check_reply(op, self.tx_id, reply)
+        if refused is not None:
+            raise refused
+        if reply.op != op:
+            raise requests.failure(request, reply.op, reply.payload)
         return bytes(reply.payload)
-
-    def _new_op(self, op: int, payload: Optional[bytes],
-                ack: bool = False) -> bytes:
-        try:
-            reply = self._bare(op) if payload is None else \
-                self._send(op, payload)
-        except PyXSError as exc:
-            if exc.op is None:
-                exc.with_context(op_name(op))
-            raise lacking(exc, op_name(op)) from None
-        if ack and reply.rstrip(NUL) != b"OK":
-            raise UnexpectedPacket("%s reply is %r, not OK" % (
-                op_name(op), reply[:40]))
-        return reply
 
     def get_features(self, domid: Optional[int] = None) -> Feature:
         """The :class:`~pyxs.Feature` bits the daemon offers this
@@ -594,9 +501,7 @@ class Client:
 
         :raises pyxs.exceptions.UnsupportedOperation: for an older daemon.
         """
-        payload = None if domid is None else feature_payload(domid)
-        value = parse_decimal(self._new_op(Op.GET_FEATURE, payload),
-                              "GET_FEATURE")
+        value: int = self._call(requests.get_features(domid))
         if domid is None:
             remember_features(self.router, value)
         return Feature(value)
@@ -604,27 +509,26 @@ class Client:
     def set_features(self, domid: int, features: int) -> None:
         """Sets the features of a domain not yet introduced (dom0 only;
         EBUSY after INTRODUCE, EINVAL for a bit the daemon lacks)."""
-        self._new_op(Op.SET_FEATURE, feature_payload(domid, features), True)
+        self._call(requests.set_features(domid, features))
 
     def quota_names(self) -> List[str]:
         """The names of the daemon's quotas, e.g. ``["nodes", ...]``
         (dom0 only; Xen 4.21's GET_QUOTA)."""
-        return parse_names(self._new_op(Op.GET_QUOTA, None))
+        result: List[str] = self._call(requests.quota_names())
+        return result
 
     def get_quota(self, name: Union[bytes, str],
                   domid: Optional[int] = None) -> int:
         """A quota of one domain, or without ``domid`` its global default
         for new domains; 0 means the check is disabled (dom0 only)."""
-        payload = quota_payload("GET_QUOTA", name, domid)
-        return parse_decimal(self._new_op(Op.GET_QUOTA, payload),
-                             "GET_QUOTA")
+        result: int = self._call(requests.get_quota(name, domid))
+        return result
 
     def set_quota(self, name: Union[bytes, str], value: int,
                   domid: Optional[int] = None) -> None:
         """Sets a quota of one domain, or without ``domid`` the global
         default for domains created later; 0 disables the check."""
-        self._new_op(Op.SET_QUOTA, quota_payload("SET_QUOTA", name, domid,
-                                                 value), True)
+        self._call(requests.set_quota(name, value, domid))
 
     # -- pyxs 0.3 names -----------------------------------------------------
 

@@ -25,14 +25,13 @@ from typing import (
     Union,
 )
 
-from ._depth import check_depth, too_deep
+from . import _requests as requests
+from ._depth import check_depth, plan_depth, too_deep
 from ._features import (
-    Feature,
     known_features,
-    lacks_watchdepth,
     remember_features,
 )
-from ._internal import NUL, Event, Op
+from ._internal import Event
 from ._wakeup import Wakeup
 from .exceptions import (
     ConnectionError,
@@ -51,13 +50,13 @@ Path = Union[bytes, str]
 
 
 def _depth_field(client: "Client", wpath: bytes, depth: Optional[int]
-                 ) -> Tuple[bytes, Optional[int]]:
-    """For :meth:`Monitor.watch`: the depth field to send, and the depth
-    the monitor filters by itself (the daemon lacks WATCHDEPTH). Asks
+                 ) -> Tuple[Optional[int], Optional[int]]:
+    """For :meth:`Monitor.watch`: the depth to send, and the depth the
+    monitor filters by itself (see :func:`pyxs._depth.plan_depth`). Asks
     GET_FEATURE once per connection (ENOSYS: nothing offered)."""
     depth, needed = check_depth(wpath, depth)
     if not needed:
-        return b"", None
+        return None, None
     known = known_features(client.router)
     if known is None:
         try:
@@ -65,11 +64,7 @@ def _depth_field(client: "Client", wpath: bytes, depth: Optional[int]
         except UnsupportedOperation:
             known = 0
             remember_features(client.router, known)
-    if known & Feature.WATCHDEPTH:
-        return (b"" if depth is None else b"%d\x00" % depth), None
-    if wpath[:1] == b"@":
-        raise lacks_watchdepth(wpath, depth)
-    return b"", depth
+    return plan_depth(wpath, depth, known)
 
 
 class _Lost:
@@ -159,15 +154,14 @@ class Monitor:
         """
         wpath = validate_watch_path(wpath, "watch")
         token = validate_token(token, "watch")
-        field, own_depth = _depth_field(self.client, wpath, depth)
+        sent_depth, own_depth = _depth_field(self.client, wpath, depth)
         key = (wpath, token)
         if own_depth is not None and key not in self.unwatch_queue:
             self._depths[key] = own_depth
         router = self.client.router
         router.subscribe(token, self)
         try:
-            self.client._ack(Op.WATCH, wpath + NUL + token + NUL + field,
-                             wpath)
+            self.client._call(requests.watch(wpath, token, sent_depth))
         except BaseException:
             if key not in self.unwatch_queue:
                 self._depths.pop(key, None)
@@ -183,7 +177,7 @@ class Monitor:
         """
         wpath = validate_watch_path(wpath, "unwatch")
         token = validate_token(token, "unwatch")
-        self.client._ack(Op.UNWATCH, wpath + NUL + token + NUL, wpath)
+        self.client._call(requests.unwatch(wpath, token))
         self.unwatch_queue.discard((wpath, token))
         self._depths.pop((wpath, token), None)
         if not any(t == token for _, t in self.unwatch_queue):

@@ -9,6 +9,7 @@ import errno
 import threading
 
 import pytest
+from aiosync import SyncAio
 from fakedaemon import FakeConnection, FakeDaemon, honest
 
 from pyxs import Client
@@ -42,9 +43,18 @@ class Scripted:
         conn.reply(request, payload)
 
 
-def connected(handler):
+def connected(handler, kind="threaded"):
+    """A fake daemon, and a client of ``kind`` for it: ``threaded``
+    (pyxs.Client) or ``aio`` (pyxs.aio.Client, driven synchronously):
+    both must refuse the same replies."""
     fake = FakeDaemon(handler)
+    if kind == "aio":
+        return fake, SyncAio(unix_socket_path=fake.socket_path,
+                             timeout=TIMEOUT)
     return fake, Client(unix_socket_path=fake.socket_path, timeout=TIMEOUT)
+
+
+both = pytest.mark.parametrize("kind", ["threaded", "aio"])
 
 
 def refused(call, op_name, *args):
@@ -87,15 +97,17 @@ def test_valid_transaction_ids(payload, expected):
     b"/local/domain/3", b"local/domain/3\x00", b"/local//domain\x00",
     b"/local/domain/3/\x00", b"/" + b"a" * 3072 + b"\x00",
 ])
-def test_domain_path_replies_are_checked(payload):
-    fake, c = connected(Scripted(Op.GET_DOMAIN_PATH, payload))
+@both
+def test_domain_path_replies_are_checked(payload, kind):
+    fake, c = connected(Scripted(Op.GET_DOMAIN_PATH, payload), kind)
     with fake, c:
         refused(c.get_domain_path, "GET_DOMAIN_PATH", 3)
         assert c.read(b"/still") == b"value"
 
 
-def test_valid_domain_path():
-    fake, c = connected(Scripted(Op.GET_DOMAIN_PATH, b"/local/domain/3\x00"))
+@both
+def test_valid_domain_path(kind):
+    fake, c = connected(Scripted(Op.GET_DOMAIN_PATH, b"/local/domain/3\x00"), kind)
     with fake, c:
         assert c.get_domain_path(3) == b"/local/domain/3"
 
@@ -103,15 +115,17 @@ def test_valid_domain_path():
 @pytest.mark.parametrize("payload", [
     b"X\x00", b"", b"T", b"F", b"TT\x00", b"true\x00", b"T\x00\x00", b"t\x00",
 ])
-def test_boolean_replies_are_checked(payload):
-    fake, c = connected(Scripted(Op.IS_DOMAIN_INTRODUCED, payload))
+@both
+def test_boolean_replies_are_checked(payload, kind):
+    fake, c = connected(Scripted(Op.IS_DOMAIN_INTRODUCED, payload), kind)
     with fake, c:
         refused(c.is_domain_introduced, "IS_DOMAIN_INTRODUCED", 3)
 
 
-def test_valid_booleans():
+@both
+def test_valid_booleans(kind):
     fake, c = connected(Scripted(Op.IS_DOMAIN_INTRODUCED, b"T\x00",
-                                 b"F\x00"))
+                                 b"F\x00"), kind)
     with fake, c:
         assert c.is_domain_introduced(1) is True
         assert c.is_domain_introduced(1) is False
@@ -119,8 +133,9 @@ def test_valid_booleans():
 
 @pytest.mark.parametrize("payload", [b"NO\x00", b"OK", b"", b"OK\x00\x00",
                                      b"ok\x00", b"OKAY\x00"])
-def test_ok_replies_are_checked(payload):
-    fake, c = connected(Scripted(Op.MKDIR, payload))
+@both
+def test_ok_replies_are_checked(payload, kind):
+    fake, c = connected(Scripted(Op.MKDIR, payload), kind)
     with fake, c:
         exc = refused(c.mkdir, "MKDIR", b"/m")
         assert exc.path == b"/m"
@@ -131,8 +146,9 @@ def test_ok_replies_are_checked(payload):
     b"a\x00\x00b\x00", b"a/b\x00", b"a", b"a\x00b", b"\x00", b"a b\x00",
     b"\xff\x00",
 ])
-def test_listing_replies_are_checked(payload):
-    fake, c = connected(Scripted(Op.DIRECTORY, payload))
+@both
+def test_listing_replies_are_checked(payload, kind):
+    fake, c = connected(Scripted(Op.DIRECTORY, payload), kind)
     with fake, c:
         refused(c.list, "DIRECTORY", b"/d")
         assert c.read(b"/still") == b"value"
@@ -140,17 +156,19 @@ def test_listing_replies_are_checked(payload):
 
 @pytest.mark.parametrize("payload", [b"", b"x0\x00", b"r5", b"r\x00",
                                      b"r5\x00\x00", b"r5\x00b"])
-def test_permission_replies_are_checked(payload):
-    fake, c = connected(Scripted(Op.GET_PERMS, payload))
+@both
+def test_permission_replies_are_checked(payload, kind):
+    fake, c = connected(Scripted(Op.GET_PERMS, payload), kind)
     with fake, c:
         refused(c.get_perms, "GET_PERMS", b"/p")
 
 
-def test_error_reply_names_are_kept_and_messages_capped():
+@both
+def test_error_reply_names_are_kept_and_messages_capped(kind):
     name = b"E" + b"X" * 3999
     fake, c = connected(erroring(Scripted(Op.READ, b"ENOENT\x00",
                                           b"EQUOTA\x00", name + b"\x00",
-                                          b"EACCES")))
+                                          b"EACCES")), kind)
     with fake, c:
         for expected in (errno.ENOENT, "EQUOTA", name.decode(),
                          errno.EACCES):
@@ -166,8 +184,9 @@ def test_error_reply_names_are_kept_and_messages_capped():
 @pytest.mark.parametrize("payload", [b"\xff" * 4000, b"", b"\x00",
                                      b"oops\x00", b"enoent\x00",
                                      b"ENOENT\x00junk", b"E\x00"])
-def test_malformed_error_replies(payload):
-    fake, c = connected(erroring(Scripted(Op.READ, payload)))
+@both
+def test_malformed_error_replies(payload, kind):
+    fake, c = connected(erroring(Scripted(Op.READ, payload)), kind)
     with fake, c:
         refused(c.read, "READ", b"/r")
         c.mkdir(b"/still/usable")
@@ -210,14 +229,15 @@ def parts_daemon(part):
     return handler, state
 
 
-def test_parts_without_end_marker_fail_after_a_bound():
+@both
+def test_parts_without_end_marker_fail_after_a_bound(kind):
     # The same generation and a name every time, never the empty name:
     # the client used to ask for ever (150,000 requests in 12 s).
     def part(offset, count):
         return b"7\x00name%d\x00" % count
 
     handler, state = parts_daemon(part)
-    fake, c = connected(handler)
+    fake, c = connected(handler, kind)
     with fake, c:
         exc = refused(c.list, "DIRECTORY_PART", b"/huge")
         assert "end marker" in str(exc) and exc.path == b"/huge"
@@ -237,18 +257,20 @@ def test_parts_without_end_marker_fail_after_a_bound():
     b"5\x00a/b\x00\x00",    # not a child name
     b"",
 ])
-def test_cut_or_malformed_part_never_gives_a_truncated_listing(payload):
+@both
+def test_cut_or_malformed_part_never_gives_a_truncated_listing(payload, kind):
     def part(offset, count):
         return b"5\x00first\x00second\x00" if offset == 0 else payload
 
     handler, _ = parts_daemon(part)
-    fake, c = connected(handler)
+    fake, c = connected(handler, kind)
     with fake, c:
         refused(c.list, "DIRECTORY_PART", b"/d")
         assert c.read(b"/still") == b"value"
 
 
-def test_honest_parts_give_the_whole_listing():
+@both
+def test_honest_parts_give_the_whole_listing(kind):
     names = [b"n%03d" % i for i in range(30)]
     blob = b"".join(n + NUL for n in names)
 
@@ -259,18 +281,19 @@ def test_honest_parts_give_the_whole_listing():
         return b"9\x00" + chunk + (NUL if last else b"")
 
     handler, state = parts_daemon(part)
-    fake, c = connected(handler)
+    fake, c = connected(handler, kind)
     with fake, c:
         assert c.list(b"/d") == names
         assert state["count"] == 3  # 10 names of 5 bytes per 50-byte part
 
 
-def test_changing_generation_restarts_a_bounded_number_of_times():
+@both
+def test_changing_generation_restarts_a_bounded_number_of_times(kind):
     def part(offset, count):
         return b"%d\x00a\x00" % count  # a new generation every part
 
     handler, state = parts_daemon(part)
-    fake, c = connected(handler)
+    fake, c = connected(handler, kind)
     with fake, c:
         with pytest.raises(PyXSError) as info:
             c.list(b"/d")
@@ -286,8 +309,9 @@ def test_a_part_that_never_comes_times_out():
             c.list(b"/d")
 
 
-def test_walk_checks_listings_too():
-    fake, c = connected(Scripted(Op.DIRECTORY, b"a\x00\x00b\x00"))
+@both
+def test_walk_checks_listings_too(kind):
+    fake, c = connected(Scripted(Op.DIRECTORY, b"a\x00\x00b\x00"), kind)
     with fake, c:
         exc = refused(lambda: list(c.walk(b"/top")), "DIRECTORY")
         assert exc.path == b"/top"

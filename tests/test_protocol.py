@@ -9,13 +9,16 @@ the calls must fail with :class:`~pyxs.UnsupportedOperation` and watch
 depth must still mean the same thing, filtered by the monitor.
 """
 
+import asyncio
 import errno
-from typing import Dict, Iterator, List
+from typing import Any, Dict, Iterator, List
 
 import pytest
+from aiosync import SyncAio
 from conftest import selected_daemons, split_label
 from xsassert import events_before_marker
 
+import pyxs.aio
 from pyxs import Client, Feature, PyXSError, UnsupportedOperation
 from pyxs.exceptions import InvalidPath, InvalidPayload
 from pyxs.testing import XenStoreDaemon
@@ -48,6 +51,19 @@ def xs(target) -> Iterator[Client]:
         yield connected
 
 
+@pytest.fixture(params=["threaded", "aio"])
+def xs_any(request, target) -> Iterator[Any]:
+    """pyxs.Client, then pyxs.aio.Client (driven synchronously): the new
+    calls behave the same through both."""
+    if request.param == "threaded":
+        with target.client(timeout=30) as connected:
+            yield connected
+    else:
+        with SyncAio(unix_socket_path=target.socket_path,
+                     timeout=30) as connected:
+            yield connected
+
+
 def new_protocol(daemon: XenStoreDaemon) -> bool:
     """Whether ``daemon`` speaks the Xen 4.21/4.22 additions."""
     return daemon.release in (None, "4.22")
@@ -69,85 +85,85 @@ def assert_lacks(call, *args, what: str) -> None:
 
 # -- features ---------------------------------------------------------------
 
-def test_features(target, xs):
+def test_features(target, xs_any):
     if not new_protocol(target):
-        assert_lacks(xs.get_features, what="GET_FEATURE")
-        assert_lacks(xs.get_features, 5, what="GET_FEATURE")
-        assert_lacks(xs.set_features, 5, Feature.ERROR, what="SET_FEATURE")
-        assert xs.read(b"/nope", b"-") == b"-"  # the connection still works
+        assert_lacks(xs_any.get_features, what="GET_FEATURE")
+        assert_lacks(xs_any.get_features, 5, what="GET_FEATURE")
+        assert_lacks(xs_any.set_features, 5, Feature.ERROR, what="SET_FEATURE")
+        assert xs_any.read(b"/nope", b"-") == b"-"  # the connection still works
         return
-    features = xs.get_features()
+    features = xs_any.get_features()
     assert isinstance(features, Feature) and features == OFFERED
-    assert xs.get_features(5) == OFFERED  # a domain not yet introduced
-    xs.set_features(5, Feature.ERROR)
-    assert xs.get_features(5) == Feature.ERROR
-    xs.set_features(5, 0)
-    assert xs.get_features(5) == 0
-    assert errno_of(xs.set_features, 6, Feature.RECONNECTION) == errno.EINVAL
-    assert errno_of(xs.set_features, 6, 16) == errno.EINVAL
-    assert xs.get_features(6) == OFFERED  # refused changes change nothing
+    assert xs_any.get_features(5) == OFFERED  # a domain not yet introduced
+    xs_any.set_features(5, Feature.ERROR)
+    assert xs_any.get_features(5) == Feature.ERROR
+    xs_any.set_features(5, 0)
+    assert xs_any.get_features(5) == 0
+    assert errno_of(xs_any.set_features, 6, Feature.RECONNECTION) == errno.EINVAL
+    assert errno_of(xs_any.set_features, 6, 16) == errno.EINVAL
+    assert xs_any.get_features(6) == OFFERED  # refused changes change nothing
     # dom0 is always introduced: its features are fixed.
-    assert errno_of(xs.set_features, 0, OFFERED) == errno.EBUSY
-    xs.introduce_domain(7, 1, 1)
-    assert errno_of(xs.set_features, 7, Feature.ERROR) == errno.EBUSY
-    assert errno_of(xs.get_features, 0x7FF0) == errno.ENOENT
+    assert errno_of(xs_any.set_features, 0, OFFERED) == errno.EBUSY
+    xs_any.introduce_domain(7, 1, 1)
+    assert errno_of(xs_any.set_features, 7, Feature.ERROR) == errno.EBUSY
+    assert errno_of(xs_any.get_features, 0x7FF0) == errno.ENOENT
 
 
-def test_features_arguments_are_checked_before_sending(xs):
+def test_features_arguments_are_checked_before_sending(xs_any):
     with pytest.raises(ValueError):
-        xs.get_features(70000)
+        xs_any.get_features(70000)
     with pytest.raises(TypeError):
-        xs.set_features(5, True)
+        xs_any.set_features(5, True)
     with pytest.raises(ValueError):
-        xs.set_features(5, 2 ** 32)
+        xs_any.set_features(5, 2 ** 32)
     with pytest.raises(TypeError):
-        xs.get_features("5")
-    assert xs.read(b"/nope", b"-") == b"-"
+        xs_any.get_features("5")
+    assert xs_any.read(b"/nope", b"-") == b"-"
 
 
 # -- quotas -----------------------------------------------------------------
 
-def test_quotas(target, xs):
+def test_quotas(target, xs_any):
     if not new_protocol(target):
-        assert_lacks(xs.quota_names, what="GET_QUOTA")
-        assert_lacks(xs.get_quota, "nodes", what="GET_QUOTA")
-        assert_lacks(xs.get_quota, "nodes", 3, what="GET_QUOTA")
-        assert_lacks(xs.set_quota, "nodes", 5, what="SET_QUOTA")
-        assert xs.read(b"/nope", b"-") == b"-"
+        assert_lacks(xs_any.quota_names, what="GET_QUOTA")
+        assert_lacks(xs_any.get_quota, "nodes", what="GET_QUOTA")
+        assert_lacks(xs_any.get_quota, "nodes", 3, what="GET_QUOTA")
+        assert_lacks(xs_any.set_quota, "nodes", 5, what="SET_QUOTA")
+        assert xs_any.read(b"/nope", b"-") == b"-"
         return
-    assert xs.quota_names() == [name for name, _ in QUOTAS]
+    assert xs_any.quota_names() == [name for name, _ in QUOTAS]
     for name, default in QUOTAS:
-        assert xs.get_quota(name) == default
-        assert xs.get_quota(name.encode(), 0) == default
-    xs.set_quota("nodes", 77, domid=6)
-    assert xs.get_quota("nodes", 6) == 77
-    assert xs.get_quota("nodes") == 1000
-    xs.set_quota("nodes", 2000)
-    assert xs.get_quota("nodes") == 2000
-    assert xs.get_quota("nodes", 6) == 77  # set before: kept
-    assert xs.get_quota("nodes", 9) == 2000  # a domain seen later
-    xs.set_quota("watches", 0)  # 0 disables the check
-    assert xs.get_quota("watches") == 0
-    xs.set_quota("soft-memory", 9, domid=6)
-    assert xs.get_quota("soft-memory", 6) == 9
+        assert xs_any.get_quota(name) == default
+        assert xs_any.get_quota(name.encode(), 0) == default
+    xs_any.set_quota("nodes", 77, domid=6)
+    assert xs_any.get_quota("nodes", 6) == 77
+    assert xs_any.get_quota("nodes") == 1000
+    xs_any.set_quota("nodes", 2000)
+    assert xs_any.get_quota("nodes") == 2000
+    assert xs_any.get_quota("nodes", 6) == 77  # set before: kept
+    assert xs_any.get_quota("nodes", 9) == 2000  # a domain seen later
+    xs_any.set_quota("watches", 0)  # 0 disables the check
+    assert xs_any.get_quota("watches") == 0
+    xs_any.set_quota("soft-memory", 9, domid=6)
+    assert xs_any.get_quota("soft-memory", 6) == 9
     # The documented name "permissions" is node-permissions here.
-    assert errno_of(xs.get_quota, "permissions") == errno.EINVAL
-    assert errno_of(xs.get_quota, "soft-nodes") == errno.EINVAL
-    assert errno_of(xs.get_quota, "nodes", 0x7FF0) == errno.ENOENT
+    assert errno_of(xs_any.get_quota, "permissions") == errno.EINVAL
+    assert errno_of(xs_any.get_quota, "soft-nodes") == errno.EINVAL
+    assert errno_of(xs_any.get_quota, "nodes", 0x7FF0) == errno.ENOENT
 
 
-def test_quota_arguments_are_checked_before_sending(xs):
+def test_quota_arguments_are_checked_before_sending(xs_any):
     for value in (-1, 2 ** 32 - 1):
         with pytest.raises(ValueError):
-            xs.set_quota("nodes", value)
+            xs_any.set_quota("nodes", value)
     for name in ("", "no des", "a\x00b", "n\u00f6des"):
         with pytest.raises(InvalidPayload):
-            xs.get_quota(name)
+            xs_any.get_quota(name)
     with pytest.raises(TypeError):
-        xs.set_quota("nodes", "5")
+        xs_any.set_quota("nodes", "5")
     with pytest.raises(ValueError):
-        xs.get_quota("nodes", -1)
-    assert xs.read(b"/nope", b"-") == b"-"
+        xs_any.get_quota("nodes", -1)
+    assert xs_any.read(b"/nope", b"-") == b"-"
 
 
 # -- watch depth --------------------------------------------------------------
@@ -177,6 +193,27 @@ def test_watch_depth_means_the_same_everywhere(target, xs):
     assert seen[b"d2"] == [b"/wd", b"/wd/x", b"/wd/a/b", b"/wd", b"/wd/a"]
     assert seen[b"all"] == [b"/wd", b"/wd/x", b"/wd/a/b", b"/wd/c/d/e",
                             b"/wd", b"/wd/a"]
+
+
+def test_watch_depth_means_the_same_through_pyxs_aio(target):
+    async def main() -> Dict[bytes, List[bytes]]:
+        async with pyxs.aio.Client(unix_socket_path=target.socket_path,
+                                   timeout=30) as c, c.monitor() as m:
+            await c.write(b"/wd/a/b", b"x")
+            await m.watch(b"/wd", b"d1", depth=1)
+            await m.watch(b"/wd", b"all")
+            await c.write(b"/wd/x", b"1")
+            await c.write(b"/wd/a/b", b"2")
+            await m.watch(b"/marker", b"marker")  # its event comes last
+            seen: Dict[bytes, List[bytes]] = {}
+            while True:
+                path, token = await m.get(30)
+                if token == b"marker":
+                    return seen
+                seen.setdefault(token, []).append(path)
+    seen = asyncio.run(main())
+    assert seen[b"d1"] == [b"/wd", b"/wd/x"]
+    assert seen[b"all"] == [b"/wd", b"/wd/x", b"/wd/a/b"]
 
 
 def test_watch_depth_on_the_root(xs):
@@ -262,17 +299,17 @@ def test_features_are_asked_once_per_connection(target, xs):
 
 # -- CONTROL ------------------------------------------------------------------
 
-def test_control_replies_lose_their_trailing_nul(target, xs):
-    reply = xs.control("print", "from pyxs")
+def test_control_replies_lose_their_trailing_nul(target, xs_any):
+    reply = xs_any.control("print", "from pyxs")
     assert reply == b"OK"
     if target.kind == "oxenstored":
         return  # answers OK to every command
-    help_text = xs.control("help").decode()
+    help_text = xs_any.control("help").decode()
     assert not help_text.endswith("\x00")
     for command in ("check", "log", "logfile", "memreport", "print",
                     "quota", "quota-soft", "help"):
         assert any(line.split()[0] == command
                    for line in help_text.splitlines() if line.strip())
-    settings = xs.control("quota").decode()
+    settings = xs_any.control("quota").decode()
     assert settings.startswith("Quota settings:\n")
     assert "nodes" in settings and "1000" in settings

@@ -20,6 +20,7 @@ from typing import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Generator,
     Iterable,
     List,
     Mapping,
@@ -30,8 +31,16 @@ from typing import (
 )
 
 from .. import _requests as R
-from .._batch import Future, _cancel, _ok, _refused, _same
-from .._internal import NUL, op_name
+from .._batch import (
+    Future,
+    _cancel,
+    batch_reads,
+    batch_writes,
+    check_all,
+    read_values,
+)
+from .._features import Feature, remember_features
+from .._internal import Op, op_name
 from ..connection import UnixSocketConnection, XenBusConnection
 from ..exceptions import PyXSError, TimeoutError
 from ..helpers import error, force_bytes, validate_path
@@ -102,12 +111,20 @@ class Client:
 
     # -- requests -------------------------------------------------------------
 
-    async def _call(self, request: R.Request) -> bytes:
+    async def _send(self, request: R.Request) -> bytes:
         """Sends one request, waits for its reply, returns its payload; an
         ERROR reply raises the daemon's error."""
+        router = self.router
         try:
-            reply = await self.router.call(request.op, self.tx_id,
-                                           request.payload, self.timeout)
+            if request.bare:  # see pyxs.Client._bare
+                (rq_id, future), (other, unwanted) = router.submit_many([
+                    (request.op, self.tx_id, b""),
+                    (Op.GET_DOMAIN_PATH, self.tx_id, b"0\0")])
+                router.abandon(other, unwanted)
+                reply = await router.wait(rq_id, future, self.timeout)
+            else:
+                reply = await router.call(request.op, self.tx_id,
+                                          request.payload, self.timeout)
         except PyXSError as exc:
             if exc.op is None:
                 exc.with_context(op_name(request.op), request.path)
@@ -115,12 +132,24 @@ class Client:
         if reply.op == request.op:
             payload: bytes = reply.payload  # op, tx_id: checked
             return payload
-        failure = R.failure(request, reply.op, reply.payload)
-        assert failure is not None
-        raise failure
+        raise R.failure(request, reply.op, reply.payload)
 
-    async def _ack(self, request: R.Request) -> None:
-        R.expect_ok(request, await self._call(request))
+    async def _call(self, request: R.Request) -> Any:
+        """Sends a built request; returns the value its reply stands for."""
+        return request.result(await self._send(request))
+
+    async def _run(self, steps: Generator[R.Request, bytes, T]) -> T:
+        """Drives a call of several round trips (see
+        :func:`pyxs._requests.listing`) to its value."""
+        done, item = R.step(steps)
+        while not done:
+            try:
+                reply: Any = await self._send(item)
+            except PyXSError as exc:
+                reply = exc
+            done, item = R.step(steps, reply)
+        result: T = item
+        return result
 
     async def _exchange(self, requests: List[R.Request]) -> List[Any]:
         """Sends requests together (one write per WINDOW) and waits for
@@ -164,23 +193,13 @@ class Client:
                 break
         return results
 
-    @staticmethod
-    def _outcome(request: R.Request, result: Any) -> Any:
-        """The reply's payload, or the error it stands for (not raised)."""
-        if isinstance(result, PyXSError):
-            if result.op is None:
-                result.with_context(op_name(request.op), request.path)
-            return result
-        if result.op == request.op:
-            return result.payload
-        return R.failure(request, result.op, result.payload)
-
     async def execute_command(self, op: int, *args: Union[bytes, str],
                               **kwargs: Any) -> bytes:
         """Sends a raw request (see :meth:`pyxs.Client.execute_command`)."""
         request = R.raw(op, *args,
                         nul_terminated=bool(kwargs.get("nul_terminated")))
-        return (await self._call(request)).rstrip(NUL)
+        result: bytes = await self._call(request)
+        return result
 
     # -- nodes ----------------------------------------------------------------
 
@@ -189,7 +208,7 @@ class Client:
         """The value at ``path``; ``default`` instead of ENOENT if given."""
         request = R.read(path)
         try:
-            return await self._call(request)
+            return await self._send(request)
         except PyXSError as exc:
             if default is not None and exc.args[0] == errno.ENOENT:
                 return default
@@ -197,57 +216,26 @@ class Client:
 
     async def write(self, path: Path, value: Value) -> None:
         """Writes ``value`` at ``path``, creating missing parents."""
-        await self._ack(R.write(path, value, self.router.payload_max))
+        await self._call(R.write(path, value, self.router.payload_max))
 
     async def mkdir(self, path: Path) -> None:
         """Creates ``path`` and missing parents."""
-        await self._ack(R.mkdir(path))
+        await self._call(R.mkdir(path))
 
     async def delete(self, path: Path) -> None:
         """Removes ``path`` and everything below it."""
-        await self._ack(R.delete(path))
+        await self._call(R.delete(path))
 
     async def list(self, path: Path) -> List[bytes]:
         """The names of the children of ``path``; listings too long for
         one reply are fetched consistently in parts (DIRECTORY_PART)."""
-        request = R.directory(path)
-        try:
-            payload = await self._call(request)
-        except PyXSError as exc:
-            if exc.args[0] != errno.E2BIG:
-                raise
-            assert request.path is not None
-            return await self._list_parts(request.path, exc)
-        return R.names(payload)
-
-    async def _list_parts(self, path: bytes, too_big: PyXSError
-                          ) -> List[bytes]:
-        for _ in range(R.PART_RETRIES):
-            names: List[bytes] = []
-            generation = None
-            offset = 0
-            while True:
-                try:
-                    reply = await self._call(R.directory_part(path, offset))
-                except PyXSError as exc:
-                    if R.part_gone(exc) and generation is None:
-                        raise too_big from exc  # daemon too old for parts
-                    raise
-                part_generation, chunk, finished = R.parse_part(reply)
-                if generation is None:
-                    generation = part_generation
-                elif part_generation != generation:
-                    break  # the node changed between parts: start over
-                names.extend(chunk)
-                offset += sum(len(name) + 1 for name in chunk)
-                if finished or not chunk:
-                    return names
-        raise error(errno.EAGAIN).with_context("DIRECTORY_PART", path)
+        result: List[bytes] = await self._run(R.listing(path))
+        return result
 
     async def exists(self, path: Path) -> bool:
         """True if ``path`` exists."""
         try:
-            await self.list(path)
+            await self._run(R.listing(path, "exists"))
         except PyXSError as exc:
             if exc.args[0] == errno.ENOENT:
                 return False
@@ -256,11 +244,12 @@ class Client:
 
     async def get_perms(self, path: Path) -> List[bytes]:
         """The permissions of ``path``, e.g. ``[b"n0", b"r5"]``."""
-        return R.names(await self._call(R.get_perms(path)))
+        result: List[bytes] = await self._call(R.get_perms(path))
+        return result
 
     async def set_perms(self, path: Path, perms: Iterable[Path]) -> None:
         """Sets the permissions of ``path``; the first entry is the owner."""
-        await self._ack(R.set_perms(path, perms))
+        await self._call(R.set_perms(path, perms))
 
     def walk(self, top: Path, topdown: bool = True
              ) -> AsyncIterator[Tuple[bytes, bytes, List[bytes]]]:
@@ -277,75 +266,83 @@ class Client:
                         default: Optional[bytes] = None) -> List[bytes]:
         """As :meth:`pyxs.Client.read_many`: one round trip, every path
         validated first, every reply collected before the first error."""
-        if isinstance(paths, (bytes, str)):
-            raise TypeError("read_many() takes a list of paths, not a "
-                            "single %s" % type(paths).__name__)
         if default is not None:
             default = force_bytes(default, "default")
-        requests = [_item("read_many", i, R.read, path)
-                    for i, path in enumerate(paths)]
-        values = []
-        for request, result in zip(requests,
-                                   await self._exchange(requests)):
-            outcome = self._outcome(request, result)
-            if isinstance(outcome, PyXSError):
-                if default is None or outcome.args[0] != errno.ENOENT:
-                    raise outcome
-                outcome = default
-            values.append(outcome)
-        return values
+        requests = batch_reads(paths)
+        return read_values(requests, await self._exchange(requests), default)
 
     async def write_many(self, items: Items) -> None:
         """As :meth:`pyxs.Client.write_many`."""
-        if isinstance(items, (bytes, str)):
-            raise TypeError("write_many() takes a mapping or (path, value) "
-                            "pairs, not a single %s" % type(items).__name__)
-        pairs = items.items() if isinstance(items, Mapping) else items
-        limit = self.router.payload_max
-        requests = [_item("write_many", i, _write_pair, item, limit)
-                    for i, item in enumerate(pairs)]
-        for request, result in zip(requests,
-                                   await self._exchange(requests)):
-            outcome = self._outcome(request, result)
-            if isinstance(outcome, PyXSError):
-                raise outcome
-            R.expect_ok(request, outcome)
+        requests = batch_writes(items, self.router.payload_max)
+        check_all(requests, await self._exchange(requests))
 
     # -- domains --------------------------------------------------------------
 
     async def get_domain_path(self, domid: int) -> bytes:
         """The home path of a domain, ``/local/domain/<domid>``."""
-        return (await self._call(R.get_domain_path(domid))).rstrip(NUL)
+        result: bytes = await self._call(R.get_domain_path(domid))
+        return result
 
     async def is_domain_introduced(self, domid: int) -> bool:
         """True if xenstored talks to ``domid``."""
-        return R.flag(await self._call(R.is_domain_introduced(domid)))
+        return bool(await self._call(R.is_domain_introduced(domid)))
 
     async def introduce_domain(self, domid: int, mfn: int,
                                eventchn: int) -> None:
         """Tells xenstored to talk to a new domain (needs privilege)."""
-        await self._ack(R.introduce_domain(domid, mfn, eventchn))
+        await self._call(R.introduce_domain(domid, mfn, eventchn))
 
     async def release_domain(self, domid: int) -> None:
         """Tells xenstored to forget a domain (needs privilege)."""
-        await self._ack(R.release_domain(domid))
+        await self._call(R.release_domain(domid))
 
     async def resume_domain(self, domid: int) -> None:
         """Clears a domain's shutdown flag in xenstored."""
-        await self._ack(R.resume_domain(domid))
+        await self._call(R.resume_domain(domid))
 
     async def set_target(self, domid: int, target: int) -> None:
         """Lets ``domid`` act on ``target``'s nodes."""
-        await self._ack(R.set_target(domid, target))
+        await self._call(R.set_target(domid, target))
 
     async def control(self, *args: Union[bytes, str]) -> bytes:
-        """Sends a CONTROL (formerly DEBUG) command; returns the reply."""
-        return await self._call(R.control(*args))
+        """Sends a CONTROL (formerly DEBUG) command; returns the reply
+        without its trailing NUL."""
+        result: bytes = await self._call(R.control(*args))
+        return result
 
     async def reset_watches(self) -> None:
         """Drops every watch and transaction of this connection."""
-        await self._ack(R.reset_watches())
+        await self._call(R.reset_watches())
         self.tx_id = 0
+
+    # -- features and quotas (Xen 4.21 and later) -----------------------------
+
+    async def get_features(self, domid: Optional[int] = None) -> Feature:
+        """As :meth:`pyxs.Client.get_features`."""
+        value: int = await self._call(R.get_features(domid))
+        if domid is None:
+            remember_features(self.router, value)
+        return Feature(value)
+
+    async def set_features(self, domid: int, features: int) -> None:
+        """As :meth:`pyxs.Client.set_features`."""
+        await self._call(R.set_features(domid, features))
+
+    async def quota_names(self) -> List[str]:
+        """As :meth:`pyxs.Client.quota_names`."""
+        result: List[str] = await self._call(R.quota_names())
+        return result
+
+    async def get_quota(self, name: Union[bytes, str],
+                        domid: Optional[int] = None) -> int:
+        """As :meth:`pyxs.Client.get_quota`."""
+        result: int = await self._call(R.get_quota(name, domid))
+        return result
+
+    async def set_quota(self, name: Union[bytes, str], value: int,
+                        domid: Optional[int] = None) -> None:
+        """As :meth:`pyxs.Client.set_quota`."""
+        await self._call(R.set_quota(name, value, domid))
 
     # -- transactions and watches ---------------------------------------------
 
@@ -392,24 +389,6 @@ class Client:
         return Monitor(self)
 
 
-def _write_pair(item: Any, limit: int) -> R.Request:
-    try:
-        path, value = item
-    except (TypeError, ValueError):
-        raise TypeError("expected a (path, value) pair, not %s"
-                        % type(item).__name__) from None
-    return R.write(path, value, limit)
-
-
-def _item(call: str, index: int, build: Callable[..., R.Request],
-          *args: Any) -> R.Request:
-    """``build(*args)``; a refusal names the batch call and the item."""
-    try:
-        return build(*args)
-    except (PyXSError, TypeError) as exc:
-        raise _refused(call, index, exc) from None
-
-
 class Transaction:
     """A transaction: ``async with c.transaction() as t:``.
 
@@ -428,7 +407,7 @@ class Transaction:
         tx = self.client
         if tx.tx_id:
             raise error(errno.EALREADY).with_context("TRANSACTION_START")
-        tx.tx_id = R.tx_id_of(await tx._call(R.transaction_start()))
+        tx.tx_id = await tx._call(R.transaction_start())
         return tx
 
     async def __aexit__(self, exc_type: Any, *exc_info: Any) -> None:
@@ -450,7 +429,7 @@ class Transaction:
             raise PyXSError(errno.EINVAL, "no transaction in progress") \
                 .with_context("TRANSACTION_END")
         try:
-            await tx._ack(R.transaction_end(commit))
+            await tx._call(R.transaction_end(commit))
         except PyXSError as exc:
             if commit and exc.args[0] == errno.EAGAIN:
                 return False
@@ -511,17 +490,16 @@ class Pipeline:
         self._sent.extend(queued)
         try:
             results = await self.client._exchange(
-                [R.Request(f.op, f.payload, f.path) for f in queued])
+                [f.request for f in queued])
         except BaseException:
             _cancel(queued, errno.EINTR, "interrupted before its reply came")
             raise
         for future, result in zip(queued, results):
             future._settle(result)
 
-    def _add(self, request: R.Request, parse: Callable[[bytes], Any],
+    def _add(self, request: R.Request,
              default: Optional[bytes] = None) -> Future:
-        future = Future(request.op, request.payload, request.path, parse,
-                        default)
+        future = Future(request, default)
         self._queued.append(future)
         return future
 
@@ -529,17 +507,16 @@ class Pipeline:
         """Queues :meth:`Client.read`."""
         if default is not None:
             default = force_bytes(default, "default")
-        return self._add(R.read(path), _same, default)
+        return self._add(R.read(path), default)
 
     def write(self, path: Path, value: Value) -> Future:
         """Queues :meth:`Client.write`."""
-        return self._add(R.write(path, value, self.client.router.payload_max),
-                         _ok)
+        return self._add(R.write(path, value, self.client.router.payload_max))
 
     def mkdir(self, path: Path) -> Future:
         """Queues :meth:`Client.mkdir`."""
-        return self._add(R.mkdir(path), _ok)
+        return self._add(R.mkdir(path))
 
     def delete(self, path: Path) -> Future:
         """Queues :meth:`Client.delete`."""
-        return self._add(R.delete(path), _ok)
+        return self._add(R.delete(path))

@@ -21,6 +21,7 @@ from typing import (
     Awaitable,
     Callable,
     Deque,
+    Dict,
     Iterable,
     Optional,
     Set,
@@ -29,8 +30,16 @@ from typing import (
 )
 
 from .. import _requests as R
+from .._depth import check_depth, plan_depth, too_deep
+from .._features import known_features, remember_features
 from .._internal import Event
-from ..exceptions import ConnectionError, PyXSError, TimeoutError
+from ..exceptions import (
+    ConnectionError,
+    PyXSError,
+    TimeoutError,
+    UnsupportedOperation,
+)
+from ..helpers import validate_watch_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._client import Client
@@ -61,6 +70,8 @@ class Monitor:
         self._waiter: "Optional[asyncio.Future[None]]" = None
         self._lost: Optional[PyXSError] = None
         self._watches: Set[Tuple[bytes, bytes]] = set()
+        #: Depths this monitor filters itself (the daemon lacks WATCHDEPTH).
+        self._depths: Dict[Tuple[bytes, bytes], int] = {}
         client.router.attach(self)
 
     def __repr__(self) -> str:
@@ -84,35 +95,61 @@ class Monitor:
         for wpath, token in list(self._watches):
             await self.unwatch(wpath, token)
 
-    async def watch(self, wpath: Path, token: Union[bytes, str]) -> None:
-        """Adds a watch (see :meth:`pyxs.Monitor.watch`); its first event
-        fires at once."""
-        request = R.watch(wpath, token)
+    async def watch(self, wpath: Path, token: Union[bytes, str],
+                    depth: Optional[int] = None) -> None:
+        """Adds a watch (see :meth:`pyxs.Monitor.watch`, ``depth``
+        included); its first event fires at once."""
+        checked = validate_watch_path(wpath, "watch")
+        depth, needed = check_depth(checked, depth)
+        sent = own = None
+        if needed:
+            sent, own = plan_depth(checked, depth, await self._features())
+        request = R.watch(checked, token, sent)
         checked_token = request.payload.split(b"\x00")[1]
+        key = (checked, checked_token)
+        if own is not None and key not in self._watches:
+            self._depths[key] = own
         router = self.client.router
         router.subscribe(checked_token, self)  # before the first event
         try:
-            await self.client._ack(request)
+            await self.client._call(request)
         except BaseException:
+            if key not in self._watches:
+                self._depths.pop(key, None)
             if not any(t == checked_token for _, t in self._watches):
                 router.unsubscribe(checked_token, self)
             raise
-        assert request.path is not None
-        self._watches.add((request.path, checked_token))
+        self._watches.add(key)
+
+    async def _features(self) -> int:
+        """The daemon's features, asked once per connection."""
+        router = self.client.router
+        known = known_features(router)
+        if known is None:
+            try:
+                known = int(await self.client.get_features())
+            except UnsupportedOperation:
+                known = 0
+                remember_features(router, known)
+        return known
 
     async def unwatch(self, wpath: Path, token: Union[bytes, str]) -> None:
         """Removes a watch; events already queued stay."""
         request = R.unwatch(wpath, token)
         checked_token = request.payload.split(b"\x00")[1]
-        await self.client._ack(request)
+        await self.client._call(request)
         assert request.path is not None
         self._watches.discard((request.path, checked_token))
+        self._depths.pop((request.path, checked_token), None)
         if not any(t == checked_token for _, t in self._watches):
             self.client.router.unsubscribe(checked_token, self)
 
     # -- called by the connection's reader ---------------------------------
 
     def deliver(self, event: Event) -> None:
+        if self._depths and too_deep(event[0], event[1], self._watches,
+                                     self._depths):
+            return  # below the depth of a watch the daemon cannot limit
         self._events.append(event)
         self._wake()
 

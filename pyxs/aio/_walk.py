@@ -26,6 +26,7 @@ from typing import (
 )
 
 from .. import _requests as R
+from .._replies import listing as listing_names
 from ..exceptions import PyXSError
 from ..helpers import error
 
@@ -82,25 +83,25 @@ async def _node(client: "Client", path: bytes, sent: Sent
         if exc.op is None:
             exc.with_context("DIRECTORY", path)
         raise
-    failure = R.failure(R.Request(R.DIRECTORY, b"", path), listing.op,
-                        listing.payload)
-    if failure is None:
-        children = R.names(listing.payload)
-    elif failure.args[0] == errno.ENOENT:
-        return None  # removed while we walked
-    elif failure.args[0] == errno.E2BIG:
+    if listing.op == R.DIRECTORY:
+        children = listing_names(listing.payload, R.DIRECTORY, path)
+    else:
+        failure = R.failure(R.Request(R.DIRECTORY, b"", path), listing.op,
+                            listing.payload)
+        if failure.args[0] == errno.ENOENT:
+            return None  # removed while we walked
+        if failure.args[0] != errno.E2BIG:
+            raise failure
         try:
-            children = await client._list_parts(path, failure)
+            children = await client.list(path)  # in parts
         except PyXSError as exc:
             if exc.args[0] == errno.ENOENT:
                 return None
             raise
-    else:
-        raise failure
+    if value_reply.op == R.READ:
+        return value_reply.payload, children
     failure = R.failure(R.Request(R.READ, b"", path), value_reply.op,
                         value_reply.payload)
-    if failure is None:
-        return value_reply.payload, children
     if failure.args[0] not in (errno.ENOENT, errno.EACCES):
         raise failure
     return b"", children
