@@ -38,6 +38,7 @@ from typing import (
 )
 
 from ._internal import PAYLOAD_MAX, Op, Packet, op_name
+from ._replies import ok
 from ._requests import Request, failure
 from ._requests import delete as build_delete
 from ._requests import mkdir as build_mkdir
@@ -300,6 +301,9 @@ def read_values(requests: Sequence[Request], replies: Sequence[Any],
 def check_all(requests: Sequence[Request], replies: Sequence[Any]) -> None:
     """Raises the first error among the replies of a batch."""
     for request, reply in zip(requests, replies):
+        if type(reply) is Packet and reply.payload == b"OK\x00" and \
+                reply.op == request.op and request.parse is ok:
+            continue  # the common case, made fast
         value = outcome(request, reply)
         if isinstance(value, PyXSError):
             raise value
