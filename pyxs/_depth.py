@@ -14,12 +14,12 @@ the daemon's prefix rule (a watch fires for ``path`` iff ``path`` is
 :func:`within_depth` yields exactly the events a depth watch would get.
 """
 
-from typing import Any, Iterable, Mapping, Optional, Tuple
+from typing import Any, Container, Iterable, Mapping, Optional, Tuple
 
 from ._features import Feature, lacks_watchdepth
 
 __all__ = ["levels_below", "within_depth", "too_deep", "is_special",
-           "check_depth", "plan_depth"]
+           "check_depth", "plan_depth", "is_watched"]
 
 
 def is_special(wpath: bytes) -> bool:
@@ -48,6 +48,21 @@ def check_depth(wpath: bytes, depth: Any) -> Tuple[Optional[int], bool]:
                          "depth 1 (events then name the domid)"
                          % (depth, wpath.decode("ascii")))
     return int(depth), True
+
+
+def is_watched(event: Tuple[bytes, bytes],
+               watches: Container[Tuple[bytes, bytes]]) -> bool:
+    """Whether some ``(wpath, token)`` of ``watches`` covers the event: its
+    token, on its path or an ancestor of it (a monitor drops events of
+    watches it removed meanwhile)."""
+    path, token = event
+    while True:  # the path itself, then each ancestor
+        if (path, token) in watches:
+            return True
+        cut = path.rfind(b"/")
+        if cut < 0 or path == b"/":
+            return False
+        path = path[:cut] or b"/"
 
 
 def plan_depth(wpath: bytes, depth: Optional[int], features: int

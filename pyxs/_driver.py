@@ -31,6 +31,7 @@ from .exceptions import (
     PyXSError,
     TimeoutError,
 )
+from .exceptions import copy_error as _copy
 
 __all__ = ["Driver"]
 
@@ -326,10 +327,3 @@ class Driver:
         while events:
             monitor, event = events.popleft()
             monitor.deliver(event)
-
-
-def _copy(error: PyXSError) -> PyXSError:
-    """A fresh exception per caller, so tracebacks do not pile up."""
-    copy = type(error)(*error.args)
-    copy.op, copy.path = error.op, error.path
-    return copy

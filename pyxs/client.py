@@ -29,7 +29,11 @@ from ._features import Feature, remember_features
 from ._internal import NUL, Op, Packet, op_name
 from ._pending import check_reply
 from ._walk import TreeWalk
-from .connection import UnixSocketConnection, XenBusConnection
+from .connection import (  # the classes: pyxs 0.4 had them here
+    UnixSocketConnection,
+    XenBusConnection,
+    connection_for,
+)
 from .exceptions import PyXSError, UnexpectedPacket
 from .helpers import error, validate_path, validate_timeout
 from .monitor import Monitor
@@ -38,8 +42,9 @@ from .router import Router, RVar
 
 __all__ = ["Client", "Monitor"]
 
-# pyxs 0.4 had these here too: importable, documented in pyxs.router.
-_04_NAMES = (Router, RVar)
+# pyxs 0.4 had these here too: importable, documented in pyxs.router and
+# pyxs.connection.
+_04_NAMES = (Router, RVar, UnixSocketConnection, XenBusConnection)
 
 T = TypeVar("T")
 Path = Union[bytes, str]
@@ -114,11 +119,7 @@ class Client:
         self._begin_transaction = bool(transaction)
         timeout = validate_timeout(timeout, "Client")
         if router is None:
-            if unix_socket_path or not xen_bus_path:
-                conn: Any = UnixSocketConnection(unix_socket_path)
-            else:
-                conn = XenBusConnection(xen_bus_path)
-            router = Router(conn)
+            router = Router(connection_for(unix_socket_path, xen_bus_path))
         self.router = router
         self.tx_id = 0
         self.timeout = timeout

@@ -230,6 +230,27 @@ class FileDescriptorConnection:
         return "%s(%r)" % (type(self).__name__, self.path)
 
 
+def connect_failure(path: str, exc: OSError) -> ConnectionError:
+    """The error for a socket at ``path`` that refused to connect."""
+    hint = ""
+    if exc.errno in (errno.ENOENT, errno.ECONNREFUSED):
+        hint = " (is xenstored running? XENSTORED_PATH selects another " \
+               "socket)"
+    return ConnectionError("cannot connect to XenStore at %s: %s%s"
+                           % (path, exc.strerror or exc, hint))
+
+
+def connection_for(unix_socket_path: Optional[str] = None,
+                   xen_bus_path: Optional[str] = None
+                   ) -> "FileDescriptorConnection":
+    """The connection a client's arguments name: the Unix socket, unless
+    only ``xen_bus_path`` is given (found as libxenstore finds it when
+    neither is)."""
+    if unix_socket_path or not xen_bus_path:
+        return UnixSocketConnection(unix_socket_path)
+    return XenBusConnection(xen_bus_path)
+
+
 def _connect_within(sock: socket.socket, path: str, timeout: float) -> None:
     """Connects a Unix socket, giving up after ``timeout`` seconds.
 
@@ -306,13 +327,7 @@ class UnixSocketConnection(FileDescriptorConnection):
             raise
         except OSError as exc:
             sock.close()
-            hint = ""
-            if exc.errno in (errno.ENOENT, errno.ECONNREFUSED):
-                hint = " (is xenstored running? XENSTORED_PATH selects " \
-                       "another socket)"
-            raise ConnectionError("cannot connect to XenStore at %s: %s%s"
-                                  % (self.path, exc.strerror or exc, hint)) \
-                from exc
+            raise connect_failure(self.path, exc) from exc
         self._socket = sock
         self.fd = sock.fileno()
 

@@ -238,3 +238,11 @@ def error_for(name_or_number: Any) -> PyXSError:
                 else shorten(name_or_number)))
         name_or_number = number
     return PyXSError(name_or_number, os.strerror(name_or_number))
+
+
+def copy_error(error: PyXSError) -> PyXSError:
+    """A fresh exception like ``error`` (args, op, path), one per waiter
+    it is raised in, so tracebacks do not pile up on one object."""
+    copy = type(error)(*error.args)
+    copy.op, copy.path = error.op, error.path
+    return copy

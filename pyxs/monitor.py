@@ -26,7 +26,7 @@ from typing import (
 )
 
 from . import _requests as requests
-from ._depth import check_depth, plan_depth, too_deep
+from ._depth import check_depth, is_watched, plan_depth, too_deep
 from ._features import (
     known_features,
     remember_features,
@@ -241,15 +241,7 @@ class Monitor:
             raise ConnectionError(*item.error.args)
 
     def _is_watched(self, event: Event) -> bool:
-        path, token = event
-        watched = self.unwatch_queue
-        while True:  # the path itself, then each ancestor
-            if (path, token) in watched:
-                return True
-            cut = path.rfind(b"/")
-            if cut < 0 or path == b"/":
-                return False
-            path = path[:cut] or b"/"
+        return is_watched(event, self.unwatch_queue)
 
     def get(self, timeout: Optional[float] = None,
             unwatched: bool = False) -> Event:

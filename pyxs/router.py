@@ -34,7 +34,7 @@ import weakref
 from collections import deque
 from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple, cast
 
-from ._driver import Driver, _copy
+from ._driver import Driver
 from ._fanout import Subscriber, WatchFanout
 from ._internal import (
     HEADER,
@@ -54,6 +54,7 @@ from .exceptions import (
     ConnectionError,
     PyXSError,
 )
+from .exceptions import copy_error as _copy
 
 __all__ = ["Router", "RVar"]
 

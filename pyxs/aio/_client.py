@@ -41,9 +41,9 @@ from .._batch import (
 )
 from .._features import Feature, remember_features
 from .._internal import Op, op_name
-from ..connection import UnixSocketConnection, XenBusConnection
+from ..connection import connection_for
 from ..exceptions import PyXSError, TimeoutError
-from ..helpers import error, force_bytes, validate_path
+from ..helpers import error, force_bytes, validate_path, validate_timeout
 from ..recipes import TransactionConflict
 from ._router import AsyncRouter
 
@@ -77,13 +77,11 @@ class Client:
                  xen_bus_path: Optional[str] = None,
                  timeout: Optional[float] = None, *,
                  router: Optional[AsyncRouter] = None) -> None:
+        timeout = validate_timeout(timeout, "pyxs.aio.Client")
         self._owner = router is None
         if router is None:
-            if unix_socket_path or not xen_bus_path:
-                connection: Any = UnixSocketConnection(unix_socket_path)
-            else:
-                connection = XenBusConnection(xen_bus_path)
-            router = AsyncRouter(connection)
+            router = AsyncRouter(connection_for(unix_socket_path,
+                                                xen_bus_path))
         self.router = router
         self.timeout = timeout
         #: The transaction this client's requests belong to (0: none).

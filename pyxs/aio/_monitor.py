@@ -30,7 +30,7 @@ from typing import (
 )
 
 from .. import _requests as R
-from .._depth import check_depth, plan_depth, too_deep
+from .._depth import check_depth, is_watched, plan_depth, too_deep
 from .._features import known_features, remember_features
 from .._internal import Event
 from ..exceptions import (
@@ -166,15 +166,7 @@ class Monitor:
     # -- taking events --------------------------------------------------------
 
     def _is_watched(self, event: Event) -> bool:
-        path, token = event
-        watched = self._watches
-        while True:  # the path itself, then each ancestor
-            if (path, token) in watched:
-                return True
-            cut = path.rfind(b"/")
-            if cut < 0 or path == b"/":
-                return False
-            path = path[:cut] or b"/"
+        return is_watched(event, self._watches)
 
     async def _take(self, timeout: Optional[float]) -> Event:
         while not self._events:

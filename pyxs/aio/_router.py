@@ -23,7 +23,6 @@ Invariants:
 """
 
 import asyncio
-import errno
 import logging
 import os
 import socket
@@ -44,6 +43,7 @@ from ..connection import (
     FileDescriptorConnection,
     UnixSocketConnection,
     XenBusConnection,
+    connect_failure,
 )
 from ..exceptions import (
     ConnectionError,
@@ -51,19 +51,13 @@ from ..exceptions import (
     PyXSError,
     TimeoutError,
 )
+from ..exceptions import copy_error as _copy
 
 __all__ = ["AsyncRouter"]
 
 log = logging.getLogger("pyxs.aio")
 
 _WATCH_EVENT = int(Op.WATCH_EVENT)
-
-
-def _copy(failure: PyXSError) -> PyXSError:
-    """A fresh exception per waiter, so tracebacks do not pile up."""
-    copy = type(failure)(*failure.args)
-    copy.op, copy.path = failure.op, failure.path
-    return copy
 
 
 def _time_out(future: "asyncio.Future[Packet]", timeout: float) -> None:
@@ -381,12 +375,7 @@ async def _connect_socket(loop: asyncio.AbstractEventLoop,
         raise
     except OSError as exc:
         sock.close()
-        hint = ""
-        if exc.errno in (errno.ENOENT, errno.ECONNREFUSED):
-            hint = " (is xenstored running? XENSTORED_PATH selects " \
-                   "another socket)"
-        raise ConnectionError("cannot connect to XenStore at %s: %s%s" % (
-            connection.path, exc.strerror or exc, hint)) from exc
+        raise connect_failure(connection.path, exc) from exc
     except BaseException:
         sock.close()
         raise
