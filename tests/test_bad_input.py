@@ -4,10 +4,9 @@ with a clear error, and the connection keeps working."""
 import math
 
 import pytest
-
-import pyxs.aio
 from xsassert import BOUND, SendLog
 
+import pyxs.aio
 from pyxs import Client
 from pyxs._internal import Op
 from pyxs.exceptions import (
