@@ -15,7 +15,7 @@ expects them from getopt tools:
   ``control``) takes everything from its first argument on unparsed.
 """
 
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 __all__ = ["Option", "Positional", "Command", "UsageError", "Parsed",
            "parse", "GLOBAL_OPTIONS", "usage_line", "command_help"]
@@ -29,51 +29,85 @@ class UsageError(Exception):
         self.command = command
 
 
-class Option(NamedTuple):
-    """One option: its names, where it goes and what it takes."""
+class _Record:
+    """A small record with keyword defaults (a NamedTuple costs start-up
+    time: each one is a class made at import)."""
 
+    __slots__: Tuple[str, ...] = ()
+    _defaults: Dict[str, Any] = {}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        values = dict(self._defaults)
+        values.update(zip(self.__slots__, args))
+        values.update(kwargs)
+        for name in self.__slots__:
+            setattr(self, name, values[name])
+
+
+class Option(_Record):
+    """One option: its names, where it goes and what it takes; a
+    ``metavar`` makes it take a value, ``counts`` a repeatable flag that
+    counts (``-v -v``)."""
+
+    __slots__ = ("names", "dest", "help", "metavar", "convert", "counts",
+                 "default")
+    _defaults = {"metavar": "", "convert": None, "counts": False,
+                 "default": None}
     names: Sequence[str]
     dest: str
     help: str
-    metavar: str = ""          # empty: a flag (True when given)
-    convert: Optional[Callable[[str], Any]] = None
-    counts: bool = False       # a repeatable flag that counts (-v -v)
-    default: Any = None
+    metavar: str
+    convert: Optional[Callable[[str], Any]]
+    counts: bool
+    default: Any
 
 
-class Positional(NamedTuple):
+class Positional(_Record):
     """One positional argument; ``many`` takes one or more (``"+"``), any
     number (``"*"``), zero or one (``"?"``), or the rest of the line
     unparsed from its first word on (``"..."``; ``"*..."`` if it may be
     empty)."""
 
+    __slots__ = ("dest", "metavar", "many", "help", "default")
+    _defaults = {"many": "", "help": "", "default": None}
     dest: str
     metavar: str
-    many: str = ""
-    help: str = ""
-    default: Any = None
+    many: str
+    help: str
+    default: Any
 
 
-class Command(NamedTuple):
+class Command(_Record):
     """A subcommand: its arguments, help text and handler
-    (``"module:function"`` below ``pyxs.cli``, imported when it runs)."""
+    (``"module:function"`` below ``pyxs.cli``, imported when it runs);
+    with ``pairs``, its arguments are PATH VALUE pairs."""
 
+    __slots__ = ("name", "summary", "description", "handler", "options",
+                 "positionals", "examples", "exit_codes", "pairs")
+    _defaults = {"options": (), "positionals": (), "examples": (),
+                 "exit_codes": "", "pairs": False}
     name: str
     summary: str
     description: str
     handler: str
-    options: Sequence[Option] = ()
-    positionals: Sequence[Positional] = ()
-    examples: Sequence[str] = ()
-    exit_codes: str = ""
-    pairs: bool = False        # positionals are PATH VALUE pairs
+    options: Sequence[Option]
+    positionals: Sequence[Positional]
+    examples: Sequence[str]
+    exit_codes: str
+    pairs: bool
 
 
-class Parsed(NamedTuple):
-    command: Optional[Command]
-    args: Dict[str, Any]
-    help: bool
-    version: bool
+class Parsed:
+    """What :func:`parse` found."""
+
+    __slots__ = ("command", "args", "help", "version")
+
+    def __init__(self, command: Optional[Command], args: Dict[str, Any],
+                 help: bool, version: bool) -> None:
+        self.command = command
+        self.args = args
+        self.help = help
+        self.version = version
 
 
 def _seconds(text: str) -> Optional[float]:

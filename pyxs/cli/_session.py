@@ -1,9 +1,9 @@
 """The connection a ``pyxs`` command uses: a quick one, or a full Client.
 
 One-request commands (``read``, ``write``, ``exists``, ``rm``, ``mkdir``)
-send their requests in this thread over a plain
-:mod:`pyxs.connection` with pyxs's own codec (:mod:`pyxs._internal`) and
-reply checks (:mod:`pyxs._replies`): importing :class:`pyxs.Client`, its
+send their requests in this thread over a plain Unix socket with pyxs's
+own codec (:mod:`pyxs._internal`) and reply checks (:mod:`pyxs._replies`,
+:mod:`pyxs._pending`): importing :class:`pyxs.Client`, its
 router thread and everything they need would cost more start-up time than
 the whole command may take. Every other command, and any command once it
 needs more, uses a :class:`pyxs.Client`.
@@ -21,7 +21,9 @@ class Session:
         self.args = args
         self.timeout: Optional[float] = args["timeout"]
         self._client: Any = None
-        self._connection: Any = None
+        self._connection: Any = None   # only when _slow_connect made one
+        self._socket: Any = None
+        self.path = ""
         self._rq_id = 0
 
     # -- the full client ----------------------------------------------------
@@ -51,36 +53,53 @@ class Session:
     # -- quick requests -----------------------------------------------------
 
     def _connect(self) -> Any:
-        if self._connection is None:
-            from ..connection import (
-                UnixSocketConnection,
-                XenBusConnection,
-                default_xenbus_path,
-            )
-            socket, xenbus = self.args["socket"], self.args["xenbus"]
-            if socket is None and xenbus is not None:
-                connection: Any = XenBusConnection(
-                    xenbus or default_xenbus_path())
-            else:
-                connection = UnixSocketConnection(socket)
-            connection.connect(self.timeout)
-            self._connection = connection
-        return self._connection
+        """A connected Unix socket (``_socket``: ``socket.py`` costs more
+        to import than this whole command may take). Any failure goes
+        through :class:`pyxs.connection.UnixSocketConnection` instead, for
+        its error messages and its connect timeout."""
+        if self._socket is None:
+            import _socket
+            import os
+            path = self.args["socket"] or os.environ.get("XENSTORED_PATH") \
+                or os.path.join(os.environ.get("XENSTORED_RUNDIR") or
+                                "/var/run/xenstored", "socket")
+            sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            try:
+                sock.setblocking(False)
+                sock.connect(path)
+                sock.setblocking(True)
+            except OSError:
+                sock.close()
+                sock = self._slow_connect(path)
+            self._socket = sock
+            self.path = path
+        return self._socket
+
+    def _slow_connect(self, path: str) -> Any:
+        from ..connection import UnixSocketConnection
+        connection = UnixSocketConnection(path)
+        connection.connect(self.timeout)
+        self._connection = connection
+        return connection._connected_socket()
 
     def request(self, op: int, payload: bytes, path: Any = None) -> bytes:
         """Sends one request and returns its reply's payload; an ERROR
         reply raises the daemon's error, as :class:`pyxs.Client` does."""
-        from .._internal import Packet
+        from .._internal import Packet, op_name
+        from .._ops import Op
         from .._replies import error_reply
         from ..exceptions import PyXSError
         try:
-            reply = self._exchange(Packet(op, payload, self._next_id(), 0))
+            if self.args["xenbus"] is not None:  # a device: the full client
+                reply = self.client.router.call(op, 0, payload, self.timeout)
+            else:
+                reply = self._exchange(Packet(op, payload, self._next_id(),
+                                              0))
         except PyXSError as exc:
             if exc.op is None:
-                from .._internal import op_name
                 exc.with_context(op_name(op), path)
             raise
-        if reply.op == _error_op():
+        if reply.op == Op.ERROR:
             raise error_reply(reply.payload, op, path)
         return bytes(reply.payload)
 
@@ -92,26 +111,34 @@ class Session:
         import select
         import time
 
+        from .._internal import PacketDecoder
         from .._pending import check_reply
-        from ..exceptions import TimeoutError
-        connection = self._connect()
-        connection.send(packet)
+        from ..exceptions import ConnectionError, TimeoutError
+        sock = self._connect()
         deadline = None if self.timeout is None else \
             time.monotonic() + self.timeout
-        while True:
-            for reply in connection.parse() if connection.has_unparsed \
-                    else ():
-                if reply.rq_id == packet.rq_id:
-                    refusal = check_reply(packet.op, packet.tx_id, reply)
-                    if refusal is not None:
-                        raise refusal
-                    return reply
-            left = None if deadline is None else \
-                max(0.0, deadline - time.monotonic())
-            if not select.select([connection.fileno()], [], [], left)[0]:
-                raise TimeoutError("no reply within %g s"
-                                   % (self.timeout or 0))
-            connection.fill()
+        decoder = PacketDecoder()
+        try:
+            sock.sendall(bytes(packet))
+            while True:
+                left = None if deadline is None else \
+                    max(0.0, deadline - time.monotonic())
+                if not select.select([sock], [], [], left)[0]:
+                    raise TimeoutError("no reply within %g s"
+                                       % (self.timeout or 0))
+                data = sock.recv(65536)
+                if not data:
+                    raise ConnectionError("%s closed the connection"
+                                          % self.path)
+                for reply in decoder.feed(data):
+                    if reply.rq_id == packet.rq_id:
+                        refusal = check_reply(packet.op, packet.tx_id, reply)
+                        if refusal is not None:
+                            raise refusal
+                        return reply
+        except OSError as exc:
+            raise ConnectionError("talking to %s failed: %s" % (
+                self.path, exc.strerror or exc)) from exc
 
     def __enter__(self) -> "Session":
         return self
@@ -122,12 +149,10 @@ class Session:
     def close(self) -> None:
         client, self._client = self._client, None
         connection, self._connection = self._connection, None
+        sock, self._socket = self._socket, None
         if client is not None:
             client.close()
         if connection is not None:
             connection.close()
-
-
-def _error_op() -> int:
-    from .._ops import Op
-    return int(Op.ERROR)
+        elif sock is not None:
+            sock.close()
