@@ -135,7 +135,6 @@ def cmd_control(args: Args) -> int:
     elif reply:
         import sys
         sys.stdout.flush()
-        sys.stdout.buffer.write(reply if reply.endswith(b"\n")
-                                else reply + b"\n")
+        sys.stdout.buffer.write(reply + b"\n")  # as xenstore-control
         sys.stdout.buffer.flush()
     return 0

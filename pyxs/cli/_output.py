@@ -23,8 +23,8 @@ def escape(value: bytes, quote: bool = False) -> str:
     """Renders bytes as printable ASCII, as Xen's ``xenstore-read`` does.
 
     Printable ASCII stays; backslash, newline, tab and carriage return
-    become ``\\\\ \\n \\t \\r``; other control bytes three octal digits
-    (``\\001``), bytes from 0x7f up two hex digits (``\\xff``). With
+    become ``\\\\ \\n \\t \\r``; bytes 0 to 7 three octal digits
+    (``\\001``), other bytes two hex digits (``\\x1f``, ``\\xff``). With
     ``quote``, ``"`` becomes ``\\"`` too (``ls``, where values are quoted).
     """
     parts = []
@@ -35,7 +35,7 @@ def escape(value: bytes, quote: bool = False) -> str:
             parts.append('\\"')
         elif 0x20 <= byte < 0x7f:
             parts.append(chr(byte))
-        elif byte < 0x20:
+        elif byte < 0x08:
             parts.append("\\%03o" % byte)
         else:
             parts.append("\\x%02x" % byte)

@@ -89,6 +89,8 @@ class Session:
         from .._ops import Op
         from .._replies import error_reply
         from ..exceptions import PyXSError
+        if self.args["xenbus"] is None:
+            self._connect()  # its errors name no request, as Client's
         try:
             if self.args["xenbus"] is not None:  # a device: the full client
                 reply = self.client.router.call(op, 0, payload, self.timeout)
@@ -113,7 +115,7 @@ class Session:
 
         from .._internal import PacketDecoder
         from .._pending import check_reply
-        from ..exceptions import ConnectionError, TimeoutError
+        from ..exceptions import ConnectionError, PyXSError, TimeoutError
         sock = self._connect()
         deadline = None if self.timeout is None else \
             time.monotonic() + self.timeout
@@ -136,6 +138,8 @@ class Session:
                         if refusal is not None:
                             raise refusal
                         return reply
+        except PyXSError:
+            raise
         except OSError as exc:
             raise ConnectionError("talking to %s failed: %s" % (
                 self.path, exc.strerror or exc)) from exc
