@@ -30,8 +30,7 @@ TARGET = 1.25  # pyxs read may cost at most this many times python -c pass
 
 def _timed(command, env):
     start = time.perf_counter()
-    result = subprocess.run(command, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    result = subprocess.run(command, env=env, capture_output=True)
     elapsed = time.perf_counter() - start
     if result.returncode:
         raise SystemExit("%s failed: %s" % (command, result.stderr.decode()))

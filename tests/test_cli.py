@@ -618,11 +618,12 @@ def test_sandbox_programs_import_this_pyxs(capfd, monkeypatch, tmp_path):
     assert out.strip() == os.path.join(REPO, "pyxs", "__init__.py")
 
 
-# -- the parser -----------------------------------------------------------------
+# -- the parser ---------------------------------------------------------------
 
 def test_global_options_anywhere(capsys, daemon, tree):
-    status, out, err = main(["read", "/t/a", "--timeout", "2", "--socket",
-                             daemon.socket_path, "--json"]), *capsys.readouterr()
+    status = main(["read", "/t/a", "--timeout", "2", "--socket",
+                   daemon.socket_path, "--json"])
+    out, err = capsys.readouterr()
     assert (status, json.loads(out), err) == (EXIT_OK, {"/t/a": "1"}, "")
 
 

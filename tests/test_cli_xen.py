@@ -166,7 +166,7 @@ def test_features_and_quota(daemon, client):
     assert [line.split()[0] for line in listing] == client.quota_names()
 
 
-# -- sandbox --------------------------------------------------------------------
+# -- sandbox ------------------------------------------------------------------
 
 def sandbox(*argv: str) -> "subprocess.CompletedProcess[bytes]":
     env = dict(os.environ)
