@@ -17,6 +17,8 @@ it always did.
 """
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
 if TYPE_CHECKING:  # the real imports, for type checkers and IDEs
@@ -98,3 +100,22 @@ def monitor(*args: Any, **kwargs: Any) -> "Monitor":
     """
     from .client import Client
     return Client(*args, **kwargs).monitor()
+
+
+class _Package(types.ModuleType):
+    """``pyxs.monitor`` stays the function above when the submodule
+    :mod:`pyxs.monitor` is imported (which sets the package's attribute of
+    that name): eagerly importing it first, as pyxs 0.4 did, would cost
+    start-up time."""
+
+    @property
+    def monitor(self) -> Any:
+        return _monitor
+
+    @monitor.setter
+    def monitor(self, value: Any) -> None:
+        pass  # the submodule stays reachable as sys.modules["pyxs.monitor"]
+
+
+_monitor = monitor
+sys.modules[__name__].__class__ = _Package
