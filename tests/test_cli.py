@@ -28,11 +28,11 @@ from pyxs.cli import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
-    build_parser,
     describe,
     escape,
     json_value,
     main,
+    unescape,
 )
 from pyxs.helpers import error
 from pyxs.testing import XenStoreDaemon
@@ -125,14 +125,14 @@ def test_write_then_read(capsys, daemon, client):
 def test_write_needs_pairs(capsys, daemon, client):
     status, out, err = pyxs(capsys, daemon, "write", "/w/a", "1", "/w/b")
     assert status == EXIT_USAGE
-    assert "PATH VALUE pairs" in err
+    assert "pyxs write: needs PATH VALUE pairs" in err
     assert not client.exists(b"/w/a")
 
 
 def test_read_escapes_non_printable(capsys, daemon, tree):
     status, out, _ = pyxs(capsys, daemon, "read", "/t/b/c", "/t/b/d")
     assert status == EXIT_OK
-    assert out == 'say "hi"\\n\n\\x01\\xff\n'
+    assert out == 'say "hi"\\n\n\\001\\xff\n'
 
 
 def test_read_raw_writes_exact_bytes(daemon, tree):
@@ -140,7 +140,7 @@ def test_read_raw_writes_exact_bytes(daemon, tree):
                     "/t/b/d", "/t/b/c")
     out, err = process.communicate(timeout=LINE_TIMEOUT)
     assert (process.returncode, err) == (EXIT_OK, b"")
-    assert out == b'\x01\xff\nsay "hi"\n\n'
+    assert out == b'\x01\xffsay "hi"\n'  # as given: no newline added
 
 
 def test_read_json(capsys, daemon, tree):
@@ -209,7 +209,7 @@ def test_ls_tree(capsys, daemon, tree):
         'a = "1"',
         'b = ""',
         ' c = "say \\"hi\\"\\n"',
-        ' d = "\\x01\\xff"',
+        ' d = "\\001\\xff"',
     ]
 
 
@@ -217,7 +217,7 @@ def test_ls_flat(capsys, daemon, tree):
     status, out, _ = pyxs(capsys, daemon, "ls", "-f", "/t/b")
     assert status == EXIT_OK
     assert out.splitlines() == ['/t/b/c = "say \\"hi\\"\\n"',
-                                '/t/b/d = "\\x01\\xff"']
+                                '/t/b/d = "\\001\\xff"']
 
 
 def test_ls_defaults_to_root(capsys, daemon, tree):
@@ -410,7 +410,7 @@ def test_release_unknown_domain(capsys, daemon, client):
 def test_bad_domain_arguments(capsys, daemon, argv):
     status, out, err = pyxs(capsys, daemon, *argv)
     assert (status, out) == (EXIT_USAGE, "")
-    assert "usage: pyxs" in err
+    assert err.startswith("usage: pyxs %s " % argv[0])
 
 
 # -- connection problems ------------------------------------------------------
@@ -500,7 +500,7 @@ def test_xenbus_device(capsys, daemon, client, xenbus_relay):
 
 def test_bare_xenbus_means_default_device(capsys, monkeypatch, daemon,
                                           client, xenbus_relay):
-    monkeypatch.setattr("pyxs.cli.default_xenbus_path",
+    monkeypatch.setattr("pyxs.connection.default_xenbus_path",
                         lambda: xenbus_relay)
     client.write(b"/x/y", b"default device")
     for argv in (["--xenbus", "read", "/x/y"], ["--xenbus=", "read", "/x/y"]):
@@ -532,14 +532,8 @@ def test_version_and_help(capsys):
         assert command in out
 
 
-def test_defaults():
-    args = build_parser().parse_args(["sandbox"])
-    assert (args.daemon, args.command, args.timeout) == ("embedded", [], 10)
-    assert build_parser().parse_args(["--timeout", "0", "ls"]).timeout is None
-
-
 def test_escape_and_json_value():
-    assert escape(b'a"\\\t\x00\x7f\xc3\xa9') == 'a"\\\\\\t\\x00\\x7f\\xc3\\xa9'
+    assert escape(b'a"\\\t\x00\x7f\xc3\xa9') == 'a"\\\\\\t\\000\\x7f\\xc3\\xa9'
     assert escape(b'"', quote=True) == '\\"'
     assert json_value("é".encode()) == "é"
     assert json_value(b"\xff") == {"base64": "/w=="}
@@ -622,3 +616,69 @@ def test_sandbox_programs_import_this_pyxs(capfd, monkeypatch, tmp_path):
     out, err = capfd.readouterr()
     assert (status, err) == (0, "")
     assert out.strip() == os.path.join(REPO, "pyxs", "__init__.py")
+
+
+# -- the parser ---------------------------------------------------------------
+
+def test_global_options_anywhere(capsys, daemon, tree):
+    status = main(["read", "/t/a", "--timeout", "2", "--socket",
+                   daemon.socket_path, "--json"])
+    out, err = capsys.readouterr()
+    assert (status, json.loads(out), err) == (EXIT_OK, {"/t/a": "1"}, "")
+
+
+def test_clustered_flags_and_double_dash(capsys, daemon, tree):
+    assert pyxs(capsys, daemon, "ls", "-fp", "/t/b")[1].splitlines()[0] == \
+        '/t/b/c = "say \\"hi\\"\\n"   (n0)'
+    assert pyxs(capsys, daemon, "write", "--", "/t/n", "-5") == \
+        (EXIT_OK, "", "")
+    assert tree.read(b"/t/n") == b"-5"
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["read", "/x", "--bogus"], "pyxs read: unknown option --bogus"),
+    (["chmod", "/x"], "pyxs chmod: missing PERM"),
+    (["perms", "/a", "/b"], "pyxs perms: unexpected argument '/b'"),
+    (["watch", "-n"], "pyxs watch: -n needs a value (N)"),
+])
+def test_usage_errors_name_the_subcommand(capsys, argv, line):
+    status, out, err = pyxs(capsys, None, *argv)
+    assert (status, out) == (EXIT_USAGE, "")
+    assert err.splitlines()[0].startswith("usage: pyxs %s " % argv[0])
+    assert err.splitlines()[1] == line
+
+
+def test_subcommand_help(capsys):
+    for argv in (["read", "--help"], ["help", "read"], ["read", "-h"]):
+        status, out, _ = pyxs(capsys, None, *argv)
+        assert status == EXIT_OK
+        assert out.startswith("usage: pyxs read [-p] [-R] [-s] PATH...")
+        assert "examples:" in out and "exit status:" in out
+
+
+def test_write_unescapes_and_raw(capsys, daemon, client):
+    assert pyxs(capsys, daemon, "write", "/u/a", "x\\x41\\n\\101\\\\",
+                "/u/b", "\\t")[0] == EXIT_OK
+    assert client.read(b"/u/a") == b"xA\nA\\"
+    assert pyxs(capsys, daemon, "write", "-R", "/u/a", "x\\x41")[0] == 0
+    assert client.read(b"/u/a") == b"x\\x41"
+    status, _, err = pyxs(capsys, daemon, "write", "/u/a", "end\\")
+    assert status == EXIT_USAGE and "lone backslash" in err
+
+
+def test_unescape_reverses_escape():
+    for value in (bytes(range(256)), b'"q"\\', b""):
+        assert unescape(escape(value).encode()) == value
+        assert unescape(escape(value, quote=True).encode()) == value
+
+
+def test_watch_waits_without_timeout(daemon, client):
+    process = spawn("--socket", daemon.socket_path, "watch", "-n", "2", "/w")
+    lines = Lines(process.stdout)
+    assert lines.next() == "/w /w"
+    # The default reply timeout (10 s) does not end the wait for events:
+    # the process is still waiting; an event ends it.
+    assert process.poll() is None
+    client.write(b"/w/x", b"1")
+    assert lines.next() == "/w/x /w"
+    assert finish(process) == (EXIT_OK, b"")

@@ -188,4 +188,4 @@ def test_sandbox_starts_the_release(capfd, monkeypatch, release, answer):
 
 def test_sandbox_refuses_an_unknown_release(capfd):
     assert main(["sandbox", "--xen", "4.21", "--", "true"]) == EXIT_USAGE
-    assert "invalid choice: '4.21'" in capfd.readouterr().err
+    assert "unknown Xen release '4.21'" in capfd.readouterr().err

@@ -26,7 +26,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from typing import List
+from typing import List, Optional, Tuple
 
 from ._cache import ProvisionError, cache_dir, locked
 
@@ -46,17 +46,34 @@ _LIBRARIES = ["libxenstore4", "libxenmisc%s", "libxenevtchn1", "libxencall1",
               "libxentoollog1", "libxendevicemodel1", "libxenhypfs1"]
 
 
-def fetch_release(release: str) -> str:
-    """The unpacked root of Xen ``release``'s packages, fetched if needed."""
-    if release not in DEBIAN_SUITES:
-        raise ProvisionError("no Debian release ships Xen %s" % release)
+def _roots(release: str) -> Tuple[str, str]:
+    """Where the host's and a private suite's packages get unpacked."""
     host = os.path.join(cache_dir(), "xen-root" if release == "4.17"
                         else "xen-%s-root" % release)
     private = os.path.join(cache_dir(), "xen-%s-%s" % (
         release, DEBIAN_SUITES[release]))
-    for entry in (host, private):
+    return host, private
+
+
+def cached_release(release: str) -> Optional[str]:
+    """The unpacked root of Xen ``release``'s packages if it was fetched
+    before, else None (nothing is fetched)."""
+    if release not in DEBIAN_SUITES:
+        return None
+    for entry in _roots(release):
         if os.path.isdir(entry):
             return entry
+    return None
+
+
+def fetch_release(release: str) -> str:
+    """The unpacked root of Xen ``release``'s packages, fetched if needed."""
+    if release not in DEBIAN_SUITES:
+        raise ProvisionError("no Debian release ships Xen %s" % release)
+    host, private = _roots(release)
+    cached = cached_release(release)
+    if cached is not None:
+        return cached
     if not shutil.which("apt-get") or not shutil.which("dpkg"):
         raise ProvisionError(
             "Xen %s's daemons are not installed and this is not a "

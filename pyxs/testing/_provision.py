@@ -145,7 +145,8 @@ class XenInstall:
 def find_xen(fetch: bool = True, release: Optional[str] = None
              ) -> XenInstall:
     """Returns an installation of Xen ``release`` (default
-    :data:`DEFAULT_RELEASE`), fetching or building it if allowed."""
+    :data:`DEFAULT_RELEASE`), fetching or building it if allowed (else
+    only one installed or fetched before)."""
     release = check_release(release)
     if release == SOURCE_RELEASE:
         if not fetch:
@@ -158,6 +159,9 @@ def find_xen(fetch: bool = True, release: Optional[str] = None
             return XenInstall(root, release)
     if glob.glob("/usr/lib/xen-%s/bin/xenstored" % release):
         return XenInstall("/", release)
+    cached = _debian.cached_release(release)
+    if cached is not None:
+        return XenInstall(cached, release)
     if not fetch:
         raise ProvisionError("no Xen %s installation found%s" % (
             release, "; set PYXS_XEN_ROOT" if release == DEFAULT_RELEASE
