@@ -1,53 +1,25 @@
-"""Packaging for pyxs, a pure-Python XenStore client."""
+"""The one piece of pyxs's packaging that pyproject.toml cannot say.
 
-import os
-import re
+Everything else is in pyproject.toml. The license can be stated there only
+as an SPDX string (``license = "..."``), which setuptools reads from 77 on
+and older setuptools refuses, or as a table, which setuptools 77 and later
+deprecate. Python 3.8's newest setuptools is 75.3, so pyproject.toml lists
+the license as dynamic and this file gives it in the form the running
+setuptools understands: a License-Expression from 77 on, the License field
+before.
+"""
 
-from setuptools import find_packages, setup
+import setuptools
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def read(name: str) -> str:
-    with open(os.path.join(HERE, name), encoding="utf-8") as handle:
-        return handle.read()
+LICENSE = "LGPL-3.0-or-later"
+LICENSE_FILES = ["COPYING", "COPYING.LESSER"]
 
 
-VERSION = re.search(r'^__version__ = "([^"]+)"', read("pyxs/__init__.py"),
-                    re.M).group(1)
+def _major(version: str) -> int:
+    return int(version.split(".")[0])
 
-setup(
-    name="pyxs",
-    version=VERSION,
-    description="Pure Python XenStore client: complete, thread-safe, "
-                "testable without Xen",
-    long_description=read("README.rst"),
-    long_description_content_type="text/x-rst",
-    license="LGPL-3.0-or-later",
-    packages=find_packages(include=["pyxs", "pyxs.*"]),
-    package_data={"pyxs.testing": ["xenstub.c"]},
-    python_requires=">=3.8",
-    install_requires=[],
-    extras_require={
-        "test": ["pytest>=7", "pytest-xdist>=2", "hypothesis>=6"],
-        "docs": ["sphinx>=5"],
-        "dev": ["pytest>=7", "pytest-xdist>=2", "hypothesis>=6", "sphinx>=5",
-                "mypy",
-                "ruff"],
-    },
-    entry_points={
-        "console_scripts": ["pyxs = pyxs.cli:main"],
-    },
-    classifiers=[
-        "Development Status :: 4 - Beta",
-        "Intended Audience :: System Administrators",
-        "Intended Audience :: Developers",
-        "License :: OSI Approved :: GNU Lesser General Public License v3 "
-        "or later (LGPLv3+)",
-        "Operating System :: POSIX :: Linux",
-        "Programming Language :: Python :: 3",
-        "Programming Language :: Python :: 3 :: Only",
-        "Topic :: System :: Operating System Kernels",
-        "Framework :: Pytest",
-    ],
-)
+
+if _major(setuptools.__version__) >= 77:
+    setuptools.setup(license_expression=LICENSE, license_files=LICENSE_FILES)
+else:
+    setuptools.setup(license=LICENSE, license_files=LICENSE_FILES)

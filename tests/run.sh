@@ -47,5 +47,41 @@ echo "== docs"
 .venv/bin/sphinx-build -q -W -b html docs docs/_build/html
 echo "== tests"
 .venv/bin/python -m pytest -n 2 -p no:cacheprovider tests "$@"
+echo "== packaging: sdist and wheel, then the sdist's tests"
+# The build must print no warning (byte-compiling left on, or setuptools
+# warns that it is off). distcheck.py: the wheel holds py.typed, xenstub.c
+# and the licenses; the sdist every file git tracks. Then the unpacked
+# sdist's tests run with its own source, as a packager runs them, in a
+# throwaway venv holding the wheel and the test extra: every test module
+# and helper, with the daemon-parametrised tests against the embedded
+# daemon only (PYXS_TEST_DAEMONS), which keeps this step to about a minute.
+dist=$(mktemp -d "${TMPDIR:-/tmp}/pyxs-dist.XXXXXX")
+trap 'rm -rf "$dist"' EXIT
+if ! env -u PYTHONDONTWRITEBYTECODE .venv/bin/python -m build -o "$dist" . \
+        >"$dist/build.log" 2>&1; then
+    cat "$dist/build.log"; exit 1
+fi
+if grep -iE 'warn|deprecat' "$dist/build.log" | grep -vE '^(copying|adding) '
+then
+    echo "python -m build printed warnings (above)"; exit 1
+fi
+.venv/bin/python tests/distcheck.py "$dist"
+# The unpacked sdist has no ../shared: name the Xen source the checkout uses.
+PYXS_XEN_SOURCE=$(.venv/bin/python -c \
+    'from pyxs.testing._source import find_source; print(find_source())')
+export PYXS_XEN_SOURCE
+"$PYTHON" -m venv "$dist/venv"
+"$dist/venv/bin/python" -m pip install -q --disable-pip-version-check \
+    "$(ls "$dist"/pyxs-*.whl)[test]"
+mkdir "$dist/src" && tar xzf "$dist"/pyxs-*.tar.gz -C "$dist/src"
+# From outside any source tree the wheel's pyxs runs: its console script,
+# and Xen's C xenstored under the stub compiled from the wheel's xenstub.c.
+(cd "$dist" && venv/bin/pyxs --version && venv/bin/python -I -c '
+from pyxs.testing import XenStoreDaemon
+with XenStoreDaemon("xenstored").start() as daemon, daemon.client() as c:
+    c.write(b"/wheel", b"ok"); assert c.read(b"/wheel") == b"ok"
+print("wheel: pyxs.testing ran C xenstored")')
+(cd "$dist"/src/pyxs-* && PYXS_TEST_DAEMONS=embedded \
+    "$dist/venv/bin/python" -m pytest -q -n 2 -p no:cacheprovider tests)
 echo "== benchmarks (quick: proves the script works, judges no number)"
 .venv/bin/python benchmarks/run.py --quick --out "${TMPDIR:-/tmp}/pyxs-bench"
