@@ -107,7 +107,8 @@ def test_domain_path_replies_are_checked(payload, kind):
 
 @both
 def test_valid_domain_path(kind):
-    fake, c = connected(Scripted(Op.GET_DOMAIN_PATH, b"/local/domain/3\x00"), kind)
+    fake, c = connected(Scripted(Op.GET_DOMAIN_PATH, b"/local/domain/3\x00"),
+                        kind)
     with fake, c:
         assert c.get_domain_path(3) == b"/local/domain/3"
 

@@ -90,7 +90,7 @@ def test_features(target, xs_any):
         assert_lacks(xs_any.get_features, what="GET_FEATURE")
         assert_lacks(xs_any.get_features, 5, what="GET_FEATURE")
         assert_lacks(xs_any.set_features, 5, Feature.ERROR, what="SET_FEATURE")
-        assert xs_any.read(b"/nope", b"-") == b"-"  # the connection still works
+        assert xs_any.read(b"/nope", b"-") == b"-"  # still usable
         return
     features = xs_any.get_features()
     assert isinstance(features, Feature) and features == OFFERED
@@ -99,7 +99,8 @@ def test_features(target, xs_any):
     assert xs_any.get_features(5) == Feature.ERROR
     xs_any.set_features(5, 0)
     assert xs_any.get_features(5) == 0
-    assert errno_of(xs_any.set_features, 6, Feature.RECONNECTION) == errno.EINVAL
+    assert errno_of(xs_any.set_features, 6,
+                    Feature.RECONNECTION) == errno.EINVAL
     assert errno_of(xs_any.set_features, 6, 16) == errno.EINVAL
     assert xs_any.get_features(6) == OFFERED  # refused changes change nothing
     # dom0 is always introduced: its features are fixed.
