@@ -351,6 +351,23 @@ class UnixSocketConnection(FileDescriptorConnection):
     def _write(self, data: Buffer) -> int:
         return self._connected_socket().send(data)
 
+    def send_bytes(self, data: bytes,
+                   deadline: Optional[float] = None) -> None:
+        # The common case in one step: no deadline, one send takes it all.
+        sock = self._socket
+        if deadline is None and sock is not None:
+            self.unsent = len(data)  # until known to be written
+            try:
+                written = sock.send(data)
+            except OSError as exc:
+                raise ConnectionError("writing to %s failed: %s"
+                                      % (self.path, exc.strerror)) from exc
+            if written == len(data):
+                self.unsent = 0
+                return
+            data = data[written:]  # the rest the general way
+        super().send_bytes(data, deadline)
+
     def _write_nowait(self, data: Buffer) -> int:
         try:
             return self._connected_socket().send(data, socket.MSG_DONTWAIT)
@@ -368,7 +385,10 @@ class UnixSocketConnection(FileDescriptorConnection):
                 pass
 
     def _reader(self) -> Callable[[int], bytes]:
-        return self._connected_socket().recv
+        sock = self._socket
+        if sock is None:  # closed, maybe by another thread meanwhile
+            raise ConnectionError("not connected to %s" % self.path)
+        return sock.recv
 
     def fileno(self) -> int:
         return self._connected_socket().fileno()
