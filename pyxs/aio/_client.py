@@ -112,25 +112,32 @@ class Client:
     async def _send(self, request: R.Request) -> bytes:
         """Sends one request, waits for its reply, returns its payload; an
         ERROR reply raises the daemon's error."""
+        return await self._send_op(request.op, request.payload, request.path,
+                                   request.bare)
+
+    async def _send_op(self, op: int, data: bytes,
+                       path: Optional[bytes] = None,
+                       bare: bool = False) -> bytes:
+        """:meth:`_send` without a Request object (the read path)."""
         router = self.router
         try:
-            if request.bare:  # see pyxs.Client._bare
-                (rq_id, future), (other, unwanted) = router.submit_many([
-                    (request.op, self.tx_id, b""),
+            if bare:  # see pyxs.Client._bare
+                (rq_id, future), unwanted = router.submit_many([
+                    (op, self.tx_id, b""),
                     (Op.GET_DOMAIN_PATH, self.tx_id, b"0\0")])
-                router.abandon(other, unwanted)
+                router.abandon(*unwanted)
                 reply = await router.wait(rq_id, future, self.timeout)
             else:
-                reply = await router.call(request.op, self.tx_id,
-                                          request.payload, self.timeout)
+                reply = await router.call(op, self.tx_id, data,
+                                          self.timeout)
         except PyXSError as exc:
             if exc.op is None:
-                exc.with_context(op_name(request.op), request.path)
+                exc.with_context(op_name(op), path)
             raise
-        if reply.op == request.op:
+        if reply.op == op:
             payload: bytes = reply.payload  # op, tx_id: checked
             return payload
-        raise R.failure(request, reply.op, reply.payload)
+        raise R.failure(R.Request(op, data, path), reply.op, reply.payload)
 
     async def _call(self, request: R.Request) -> Any:
         """Sends a built request; returns the value its reply stands for."""
@@ -204,9 +211,9 @@ class Client:
     async def read(self, path: Path, default: Optional[bytes] = None
                    ) -> bytes:
         """The value at ``path``; ``default`` instead of ENOENT if given."""
-        request = R.read(path)
-        try:
-            return await self._send(request)
+        checked = validate_path(path, "read")
+        try:  # as R.read(path), without building a Request
+            return await self._send_op(R.READ, checked + b"\x00", checked)
         except PyXSError as exc:
             if default is not None and exc.args[0] == errno.ENOENT:
                 return default

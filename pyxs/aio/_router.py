@@ -158,25 +158,13 @@ class AsyncRouter:
         """Sends ``(op, tx_id, payload)`` requests in one write; returns
         ``(rq_id, future)`` for each, in order. Refuses them all, sending
         nothing, when one is too long or the connection is unusable."""
-        limit = self.payload_max
         for op, _, payload in requests:
-            if len(payload) > limit:
-                raise InvalidPayload(payload, "exceeds the %d-byte limit of "
-                                     "%s" % (limit,
-                                             type(self.connection).__name__),
-                                     op=op)
-        if self._failure is not None or not self._started:
-            raise self._unusable()
-        loop = self._loop
-        assert loop is not None
-        add = self._pending.add
+            self._check(op, payload)
         chunks = []
         sent = []
         for op, tx_id, payload in requests:
-            future: "asyncio.Future[Packet]" = loop.create_future()
-            rq_id = add(future, op, tx_id)
-            chunks.append(HEADER.pack(op, rq_id, tx_id, len(payload)) +
-                          payload)
+            rq_id, future, chunk = self._register(op, tx_id, payload)
+            chunks.append(chunk)
             sent.append((rq_id, future))
         alone = len(self._pending) == len(chunks)
         if self._per_packet:
@@ -186,11 +174,32 @@ class AsyncRouter:
             self._send(b"".join(chunks), alone)
         return sent
 
+    def _check(self, op: int, payload: bytes) -> None:
+        """Refuses a request before anything is registered or sent."""
+        if len(payload) > self.payload_max:
+            raise InvalidPayload(payload, "exceeds the %d-byte limit of %s"
+                                 % (self.payload_max,
+                                    type(self.connection).__name__), op=op)
+        if self._failure is not None or not self._started:
+            raise self._unusable()
+
+    def _register(self, op: int, tx_id: int, payload: bytes
+                  ) -> Tuple[int, "asyncio.Future[Packet]", bytes]:
+        """A request's id, future and frame (checked by :meth:`_check`)."""
+        loop = self._loop
+        assert loop is not None
+        future: "asyncio.Future[Packet]" = loop.create_future()
+        rq_id = self._pending.add(future, op, tx_id)
+        return rq_id, future, HEADER.pack(op, rq_id, tx_id,
+                                          len(payload)) + payload
+
     async def call(self, op: int, tx_id: int, payload: bytes,
                    timeout: Optional[float] = None) -> Packet:
         """Sends one request and waits for its reply (the pending table
         has checked its op and transaction)."""
-        ((rq_id, future),) = self.submit_many(((op, tx_id, payload),))
+        self._check(op, payload)
+        rq_id, future, chunk = self._register(op, tx_id, payload)
+        self._send(chunk, len(self._pending) == 1)
         return await self.wait(rq_id, future, timeout)
 
     async def wait(self, rq_id: int, future: "asyncio.Future[Packet]",
@@ -275,7 +284,7 @@ class AsyncRouter:
             self._out.append(memoryview(data))
             return
         try:
-            written = self.connection._write(memoryview(data))
+            written = self.connection._write(data)
         except BlockingIOError:
             written = 0
         except OSError as exc:
