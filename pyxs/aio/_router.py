@@ -224,6 +224,8 @@ class AsyncRouter:
         """Drops the interest of ``future`` in its reply."""
         if not future.done():
             future.cancel()
+        elif not future.cancelled():
+            future.exception()  # nobody will: asyncio must not log it
         if self._pending.abandon(rq_id, future):
             self._fail(ConnectionError(
                 "more than %d requests got no reply; the daemon does not "

@@ -79,8 +79,9 @@ async def _node(client: "Client", path: bytes, sent: Sent
         listing = await router.wait(list_id, list_future, client.timeout)
         value_reply = await router.wait(value_id, value_future,
                                         client.timeout)
-    except PyXSError as exc:
-        if exc.op is None:
+    except BaseException as exc:
+        router.abandon(value_id, value_future)  # a no-op once it is done
+        if isinstance(exc, PyXSError) and exc.op is None:
             exc.with_context("DIRECTORY", path)
         raise
     if listing.op == R.DIRECTORY:
