@@ -58,6 +58,9 @@ SEQ_LABELS = {"aio_seq_read": "threaded pyxs",
 # Use Router.submit or pyxs.aio, new in this pyxs.
 OURS_ONLY = ("pending_memory", "aio_seq_read", "aio_concurrent_read")
 THREAD_COUNTS = (1, 2, 4, 8, 16)
+# Workloads the daemon's own CPU bounds: their rows also give the daemon's
+# CPU per operation and the rate it allows (no client can pass it).
+CEILING_WORKLOADS = ("domain_start",)
 
 
 def upstream_python(cache):
@@ -81,6 +84,7 @@ def run_once(python, impl, workload, size, threads=8, pythonpath=None):
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     with XenStoreDaemon("xenstored") as daemon:
+        env["PYXS_BENCH_DAEMON_PID"] = str(daemon.pid)
         output = subprocess.run(
             [python, os.path.join(HERE, "workloads.py"), impl,
              daemon.socket_path, workload, str(size), str(threads)],
@@ -127,6 +131,9 @@ def main(argv=None):
         size = quick if args.quick else full
         rates = {ours[0]: [], theirs[0]: [], "libxenstore": [],
                  "pyxs-seq": []}
+        # The daemon's CPU per operation while serving this pyxs: the
+        # ceiling of a workload the daemon bounds, whatever the client.
+        daemon_costs = []
         # (label, python, PYTHONPATH, implementation) of each contender,
         # in an order rotated every round so that noise hits all alike.
         contenders = [ours + ("pyxs",)]
@@ -150,9 +157,15 @@ def main(argv=None):
                           detail[-1] if detail else exc), file=sys.stderr)
                     continue
                 rates[label].append(rate(result))
+                if label == ours[0] and result.get("operations") and \
+                        "daemon_cpu_seconds" in result:
+                    daemon_costs.append(result["daemon_cpu_seconds"] /
+                                        result["operations"])
         results[name] = {"unit": unit, "size": size, **{
             label: summarise(values) for label, values in rates.items()
             if values}}
+        if name in CEILING_WORKLOADS and daemon_costs:
+            results[name]["daemon_cpu_per_op"] = summarise(daemon_costs)
         print_row(name, results[name])
     scaling = {} if args.quick or "threaded_read" not in names else \
         thread_scaling(ours, theirs, rounds)
@@ -213,6 +226,10 @@ def other_ratios(name, row):
             parts.append("%.2fx %s%s" % (
                 ours / reference, text,
                 " (>= %.1fx)" % target if target else ""))
+    cost = row.get("daemon_cpu_per_op", {}).get("median")
+    if ours and cost:
+        parts.append("daemon CPU %.2f ms each: at most %s/s, pyxs at %.0f%%"
+                     % (1000 * cost, _fmt(1 / cost), 100 * ours * cost))
     return "; ".join(parts)
 
 

@@ -94,12 +94,30 @@ class LibXenstore:
             stack.extend(path + b"/" + name for name in reversed(children))
 
 
+def daemon_cpu():
+    """CPU seconds the daemon (PYXS_BENCH_DAEMON_PID) has used, or None."""
+    pid = os.environ.get("PYXS_BENCH_DAEMON_PID")
+    if not pid:
+        return None
+    try:
+        with open("/proc/%s/stat" % pid) as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def timed(func):
+    start_daemon = daemon_cpu()
     start_wall, start_cpu = time.perf_counter(), time.process_time()
     operations = func()
-    return {"operations": operations,
-            "seconds": time.perf_counter() - start_wall,
-            "cpu_seconds": time.process_time() - start_cpu}
+    result = {"operations": operations,
+              "seconds": time.perf_counter() - start_wall,
+              "cpu_seconds": time.process_time() - start_cpu}
+    end_daemon = daemon_cpu()
+    if start_daemon is not None and end_daemon is not None:
+        result["daemon_cpu_seconds"] = end_daemon - start_daemon
+    return result
 
 
 def seq_read(client, size, threads):
