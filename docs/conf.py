@@ -39,7 +39,10 @@ exclude_patterns = ["_build", "_static"]  # _static: included files
 pygments_style = "sphinx"
 
 autodoc_member_order = "bysource"
-autodoc_default_options = {"members": True, "show-inheritance": True}
+# No "members" default: Sphinx 9 lets a default of members override a
+# directive's own list (":members: Client, Monitor"), so each directive
+# says :members: itself.
+autodoc_default_options = {"show-inheritance": True}
 autodoc_typehints = "description"
 
 html_theme = "alabaster"
@@ -49,11 +52,10 @@ html_theme_options = {
 }
 html_static_path: list = []
 
-# Cross-references are checked with sphinx-build -n. pyxs's own names
-# must resolve; Python's cannot offline (intersphinx needs the network),
-# so they are listed here, each one. Not on by default yet: some of
-# pyxs's own references still fail (see CHANGES).
-nitpicky = False
+# Every cross-reference is checked (CI builds with -n -W). pyxs's own
+# names must resolve; Python's cannot offline (intersphinx needs the
+# network), so they are listed here, each one.
+nitpicky = True
 nitpick_ignore = [
     ("py:class", "_asyncio.Future"),
     ("py:class", "collections.OrderedDict"),
@@ -74,6 +76,17 @@ nitpick_ignore = [
     ("py:mod", "errno"),
     ("py:mod", "selectors"),
     ("py:mod", "tracemalloc"),
+]
+# pyxs's own private names, each deliberately undocumented:
+nitpick_ignore += [
+    # Private NamedTuples: Packet's base (its fields are documented on
+    # Packet) and decode_header's result (op, rq_id, tx_id, size).
+    ("py:class", "pyxs._internal._Header"),
+    ("py:class", "pyxs._internal._PacketFields"),
+    # What the pyxs 0.4 transport API (create_transport) returns; the
+    # method's docstring names the four methods it offers.
+    ("py:class", "pyxs.connection._UnixSocketTransport"),
+    ("py:class", "pyxs.connection._XenBusTransport"),
 ]
 # Type variables of generic signatures: not objects autodoc documents.
 nitpick_ignore_regex = [
@@ -137,5 +150,59 @@ def _resolve_alias(app, env, node, contnode):
     return None
 
 
+def _type_checking_imports(module_name):
+    """Names a module imports only for type checkers (``if
+    TYPE_CHECKING:``), mapped to the dotted names they stand for."""
+    import ast
+    import importlib
+    import importlib.util
+    import inspect
+
+    try:
+        module = importlib.import_module(module_name)
+        tree = ast.parse(inspect.getsource(module))
+    except (ImportError, OSError, TypeError, SyntaxError):
+        return {}
+    package = module.__name__ if hasattr(module, "__path__") \
+        else module.__name__.rpartition(".")[0]
+    names = {}
+    for node in tree.body:
+        test = getattr(node, "test", None)
+        if not isinstance(node, ast.If) or "TYPE_CHECKING" not in {
+                getattr(test, "id", None), getattr(test, "attr", None)}:
+            continue
+        for statement in node.body:
+            if isinstance(statement, ast.ImportFrom):
+                source = importlib.util.resolve_name(
+                    "." * statement.level + (statement.module or ""),
+                    package)
+                for alias in statement.names:
+                    names[alias.asname or alias.name] = \
+                        source + "." + alias.name
+    return names
+
+
+def _qualify_type_checking_names(app, doctree):
+    """A bare name in a docstring or a string annotation of a module that
+    imports it under ``if TYPE_CHECKING:`` (``client: "Client"`` in
+    pyxs._batch) means what that import names. Sphinx cannot know that:
+    its fuzzy search for type hints would find every ``Client``."""
+    from sphinx import addnodes
+
+    cache = {}
+    # findall: docutils 0.18; traverse, its older name, warns in 0.21.
+    find = getattr(doctree, "findall", None) or doctree.traverse
+    for node in find(addnodes.pending_xref):
+        module = node.get("py:module")
+        target = node.get("reftarget", "")
+        if node.get("refdomain") != "py" or not module or "." in target:
+            continue
+        if module not in cache:
+            cache[module] = _type_checking_imports(module)
+        if target in cache[module]:
+            node["reftarget"] = cache[module][target]
+
+
 def setup(app):
+    app.connect("doctree-read", _qualify_type_checking_names)
     app.connect("missing-reference", _resolve_alias)

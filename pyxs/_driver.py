@@ -9,7 +9,7 @@ arrives, completing other callers' RVars through the
 monitors of the :class:`~pyxs._fanout.WatchFanout`; a follower waits on
 its RVar until its reply is in or it is handed the role. The rules are in
 the core modules; this one performs them with the router's lock, poller and
-wake-ups, and records how the connection ended (:meth:`Driver._fail`).
+wake-ups, and records how the connection ended (``Driver._fail``).
 """
 
 import logging

@@ -28,8 +28,11 @@ class Outbox:
     __slots__ = ("writing", "queued", "closed")
 
     def __init__(self) -> None:
+        #: True while a writer holds the outbox (see invariant 1).
         self.writing = False
+        #: Encoded requests waiting for the writer, in claim order.
         self.queued: List[bytes] = []
+        #: Set when the connection ends; no writer is handed anything after.
         self.closed = False
 
     def claim(self, data: bytes) -> Optional[bytes]:

@@ -24,8 +24,9 @@ Invariants
    are compared with its request's, for the table and for clients whose
    router is a foreign object.
 
-Threading contract (the threaded router): :meth:`add`, :meth:`abandon` and
-:meth:`fail_all` run under the driver's lock; :meth:`match` runs in the one
+Threading contract (the threaded router): :meth:`~PendingTable.add`,
+:meth:`~PendingTable.abandon` and :meth:`~PendingTable.fail_all` run under
+the driver's lock; :meth:`~PendingTable.match` runs in the one
 thread holding the reading role, without the lock. That is safe because
 ``match`` touches shared state only through single dict and set operations
 (``pop``, ``get``, ``discard``, a C-level copy), each atomic in CPython,

@@ -44,7 +44,8 @@ Invariants
 1. The holder is never among the followers.
 2. Followers are exactly the callers waiting for a reply that is not in
    yet: the holder removes a follower when it completes that follower's
-   reply (:meth:`completed`), a follower that gives up removes itself.
+   reply (:meth:`~ReadingRole.completed`), a follower that gives up
+   removes itself.
 3. Only the holder reads, and only the holder completes replies; hence a
    promoted follower's reply cannot be completed by anyone but itself.
 4. Once closed, a release hands the role to a waiting router thread before

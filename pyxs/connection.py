@@ -51,6 +51,7 @@ def default_xenbus_path() -> str:
 class FileDescriptorConnection:
     """Common logic of connections backed by one file descriptor."""
 
+    #: The socket or device this connection opens, as given or found.
     path: str
     fd: Optional[int] = None
     #: Largest request payload this kind of connection can carry.
@@ -298,7 +299,8 @@ class UnixSocketConnection(FileDescriptorConnection):
                           DeprecationWarning, stacklevel=2)
 
     def create_transport(self) -> "_UnixSocketTransport":
-        """A new socket to :attr:`path` (pyxs 0.4's transport API)."""
+        """A new socket to :attr:`~FileDescriptorConnection.path` (pyxs
+        0.4's transport API)."""
         return _UnixSocketTransport(self.path)
 
     @classmethod
@@ -410,7 +412,8 @@ class XenBusConnection(FileDescriptorConnection):
         self.path = path or default_xenbus_path()
 
     def create_transport(self) -> "_XenBusTransport":
-        """A new descriptor of :attr:`path` (pyxs 0.4's transport API)."""
+        """A new descriptor of :attr:`~FileDescriptorConnection.path`
+        (pyxs 0.4's transport API)."""
         return _XenBusTransport(self.path)
 
     def connect(self, timeout: Optional[float] = None) -> None:

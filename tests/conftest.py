@@ -70,6 +70,23 @@ def selected_daemons(config: Any = None) -> List[str]:
 def pytest_generate_tests(metafunc: Any) -> None:
     if "daemon_kind" in metafunc.fixturenames:
         metafunc.parametrize("daemon_kind", selected_daemons(metafunc.config))
+    if "xen_label" in metafunc.fixturenames:
+        xen = [label for label in selected_daemons(metafunc.config)
+               if label != "embedded"]
+        if xen:  # none: deselected below (an empty parametrize skips)
+            metafunc.parametrize("xen_label", xen)
+
+
+def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:
+    # A test of Xen's daemons (``xen_label``, one of them) when none is
+    # selected (PYXS_TEST_DAEMONS=embedded) has no run: deselected.
+    unselected = [item for item in items
+                  if "xen_label" in getattr(item, "fixturenames", ()) and
+                  "xen_label" not in getattr(
+                      getattr(item, "callspec", None), "params", {})]
+    if unselected:
+        config.hook.pytest_deselected(items=unselected)
+        items[:] = [item for item in items if item not in unselected]
 
 
 @pytest.fixture

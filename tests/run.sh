@@ -44,7 +44,7 @@ echo "== ruff"
 echo "== mypy"
 .venv/bin/mypy --strict pyxs
 echo "== docs"
-.venv/bin/sphinx-build -q -W -b html docs docs/_build/html
+.venv/bin/sphinx-build -q -n -W -b html docs docs/_build/html
 echo "== tests"
 .venv/bin/python -m pytest -n 2 -p no:cacheprovider tests "$@"
 echo "== packaging: sdist and wheel, then the sdist's tests"

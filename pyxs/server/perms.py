@@ -2,7 +2,7 @@
 
 The first entry of a node's list names its owner and the access everybody
 else gets by default; later entries grant access to single domains, or to
-all of them for :data:`DOMID_ANY` (Xen 4.22).
+all of them for :data:`~pyxs._features.DOMID_ANY` (Xen 4.22).
 """
 
 from typing import Iterable, NamedTuple, Optional, Tuple

@@ -14,7 +14,7 @@ Xen's daemons run without a hypervisor: a small ``LD_PRELOAD`` library,
 compiled on first use, answers the few hypervisor calls they make. Each
 Xen release of :data:`XEN_RELEASES` can run (C xenstored of every one,
 oxenstored of those Debian ships); where their daemons come from is
-explained in :mod:`pyxs.testing._provision`.
+explained in ``pyxs.testing._provision``.
 
 Invariants: every daemon runs in a directory of its own (socket, logs,
 configuration), so any number run side by side; :meth:`XenStoreDaemon.stop`

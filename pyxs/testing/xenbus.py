@@ -113,10 +113,15 @@ class XenBusRelay:
         self.bare_events = bare_events
         self.chunk = chunk
         self._random = random.Random(seed)
+        #: Packets relayed from the client to the daemon.
         self.requests = 0
+        #: Packets relayed from the daemon to the client.
         self.replies = 0
+        #: Replies whose ids the ``watch_rq_id_zero`` quirk changed.
         self.rewritten_replies = 0
+        #: Watch events whose ids the ``bare_events`` quirk changed.
         self.rewritten_events = 0
+        #: Write calls towards the client (more than packets with ``chunk``).
         self.writes = 0
         #: The exception that ended the relay thread, if any.
         self.error: Optional[BaseException] = None
