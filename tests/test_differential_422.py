@@ -197,16 +197,22 @@ _FACTS = [  # (op, payload) pairs from ../shared/xen-4.22/README.md
 
 def test_documented_answers_match(c_daemon) -> None:
     with XenStoreServer() as server:
-        theirs, ours = RawClient(c_daemon.socket_path), \
-            RawClient(server.socketpair())
-        for op, payload in _FACTS:
-            expected = theirs.request(op, payload)
-            actual = ours.request(op, payload)
-            assert (actual.op, actual.payload) == (
-                expected.op, expected.payload), (Op.name_of(op), payload)
-            assert ours.take_events() == theirs.take_events(), payload
-        theirs.close()
-        ours.close()
+        same_answers(c_daemon, server, _FACTS)
+
+
+def same_answers(c_daemon, server, requests) -> None:
+    """Each request, sent to both daemons in turn, gets the same reply
+    and the same events from each."""
+    theirs, ours = RawClient(c_daemon.socket_path), \
+        RawClient(server.socketpair())
+    for op, payload in requests:
+        expected = theirs.request(op, payload)
+        actual = ours.request(op, payload)
+        assert (actual.op, actual.payload) == (
+            expected.op, expected.payload), (Op.name_of(op), payload)
+        assert ours.take_events() == theirs.take_events(), payload
+    theirs.close()
+    ours.close()
 
 
 def test_c_xenstored_422_crashes_on_domid_any_perms(c_daemon) -> None:
@@ -257,13 +263,4 @@ _OLDER = [  # what older releases answer for the same requests
 def test_embedded_as_an_older_release(release) -> None:
     with XenStoreDaemon("xenstored", xen=release) as c_daemon, \
             XenStoreServer(xen=release) as server:
-        theirs, ours = RawClient(c_daemon.socket_path), \
-            RawClient(server.socketpair())
-        for op, payload in _OLDER:
-            expected = theirs.request(op, payload)
-            actual = ours.request(op, payload)
-            assert (actual.op, actual.payload) == (
-                expected.op, expected.payload), (Op.name_of(op), payload)
-            assert ours.take_events() == theirs.take_events(), payload
-        theirs.close()
-        ours.close()
+        same_answers(c_daemon, server, _OLDER)

@@ -267,6 +267,11 @@ def test_hostile_daemon(script, calls):
     finally:
         logger.removeHandler(log)
     assert not log.records, [r.getMessage() for r in log.records]
+    check_results(hostile, results)
+
+
+def check_results(hostile: Hostile, results: Dict[int, Any]) -> None:
+    """The properties of the module docstring, for every call made."""
     reads = {r.payload: r.rq_id for r in hostile.received
              if r.op == Op.READ}
     for name, path, outcome, elapsed, requests in results.values():

@@ -23,15 +23,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_hostile_daemon import (
     CALLS,
-    SLACK,
     TIMEOUT,
     Hostile,
     actions,
+    check_results,
     check_shape,
 )
 
 import pyxs.aio
-from pyxs._internal import NUL, Op
 from pyxs.exceptions import PyXSError
 
 BOUND = 30  # the whole example; past this, a call hung
@@ -117,16 +116,5 @@ def test_hostile_daemon_against_pyxs_aio(script, calls):
     finally:
         logging.getLogger("asyncio").removeHandler(log)
     assert not log.messages, log.messages
-    reads = {r.payload: r.rq_id for r in hostile.received
-             if r.op == Op.READ}
     assert len(results) == len(calls)
-    for name, path, outcome, elapsed, requests in results.values():
-        kind, value = outcome
-        assert kind != "escaped", "%s raised %r" % (name, value)
-        assert elapsed < requests * (TIMEOUT + SLACK), (name, elapsed)
-        if kind == "error":
-            assert len(str(value)) < 300  # never a 4 KB dump
-        if kind == "value" and name == "read":
-            rq_id = reads[path + NUL]
-            assert value in hostile.sent.get((Op.READ, rq_id), ()), \
-                "%s got a reply that was not sent under its id" % path
+    check_results(hostile, results)
