@@ -19,9 +19,12 @@ it always did.
 import importlib
 import sys
 import types
-from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
+# ``typing`` costs start-up time: mypy reads any name TYPE_CHECKING as true.
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # the real imports, for type checkers and IDEs
+    from typing import Any, Dict, List, Tuple
+
     from ._compat import xs
     from ._features import Feature
     from .client import Client
@@ -54,7 +57,7 @@ __all__ = ["Client", "Monitor", "Router", "RVar", "monitor",
 __version__ = "0.5.0"
 
 # Where each lazily imported name lives: (module, attribute).
-_LAZY: Dict[str, Tuple[str, str]] = {
+_LAZY: "Dict[str, Tuple[str, str]]" = {
     "Client": (".client", "Client"),
     "Monitor": (".monitor", "Monitor"),
     "Router": (".router", "Router"),
@@ -75,7 +78,7 @@ _LAZY.update((name, (".exceptions", name)) for name in (
     "TimeoutError", "UnsupportedOperation"))
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":
     """Imports a public name on first use and keeps it (PEP 562)."""
     try:
         module, attribute = _LAZY[name]
@@ -87,12 +90,12 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-def __dir__() -> List[str]:
+def __dir__() -> "List[str]":
     return sorted(set(__all__) | {name for name in globals()
                                   if name.startswith("__")})
 
 
-def monitor(*args: Any, **kwargs: Any) -> "Monitor":
+def monitor(*args: "Any", **kwargs: "Any") -> "Monitor":
     """A :class:`Monitor` on a new client; arguments go to :class:`Client`.
 
     Use it as a context manager: it connects on entry and closes the
@@ -109,11 +112,11 @@ class _Package(types.ModuleType):
     start-up time."""
 
     @property
-    def monitor(self) -> Any:
+    def monitor(self) -> "Any":
         return _monitor
 
     @monitor.setter
-    def monitor(self, value: Any) -> None:
+    def monitor(self, value: "Any") -> None:
         pass  # the submodule stays reachable as sys.modules["pyxs.monitor"]
 
 

@@ -18,9 +18,9 @@ from typing import Any, List, MutableMapping, Optional
 
 from .exceptions import (
     InvalidPayload,
-    PyXSError,
     UnexpectedPacket,
     UnsupportedOperation,
+    lacking,
 )
 
 __all__ = ["Feature", "DOMID_ANY", "known_features", "remember_features",
@@ -156,17 +156,3 @@ def parse_names(reply: bytes) -> List[str]:
         raise UnexpectedPacket("GET_QUOTA reply %r is not a list of quota "
                                "names" % reply[:40])
     return [name.decode("ascii") for name in names]
-
-
-def lacking(exc: PyXSError, op: str) -> PyXSError:
-    """Turns the ENOSYS of a daemon older than Xen 4.21 into an
-    :class:`UnsupportedOperation` naming what is missing; other errors
-    are returned as they are."""
-    if exc.args[:1] != (errno.ENOSYS,) or \
-            isinstance(exc, UnsupportedOperation):
-        return exc
-    missing = UnsupportedOperation(*exc.args, reason=(
-        "the daemon lacks %s (XenStore protocol of Xen 4.21 and later)"
-        % op))
-    missing.with_context(op, exc.path)
-    return missing

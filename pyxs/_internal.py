@@ -7,10 +7,16 @@ the other way round), so every corner of the wire format is testable alone.
 import functools
 import itertools
 import struct
-from typing import Iterable, List, NamedTuple, Optional, Union
 
 from ._ops import Op, op_name
+from ._startup import named_tuple
 from .exceptions import InvalidOperation, InvalidPayload, UnexpectedPacket
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterable, List, NamedTuple, Optional, Union
+else:
+    NamedTuple = object  # named_tuple() makes the classes NamedTuples
 
 __all__ = ["NUL", "Op", "Packet", "Event", "PacketDecoder", "HEADER",
            "PAYLOAD_MAX", "op_name", "decode_header", "encode", "next_rq_id",
@@ -33,6 +39,7 @@ Operations = Op  # pyxs 0.4's other name for it
 
 _KNOWN_OPS = frozenset(Op)
 
+@named_tuple
 class Event(NamedTuple):
     """A watch notification: the path that changed and the watch's token."""
 
@@ -40,6 +47,7 @@ class Event(NamedTuple):
     token: bytes
 
 
+@named_tuple
 class _Header(NamedTuple):
     op: int
     rq_id: int
@@ -47,6 +55,7 @@ class _Header(NamedTuple):
     size: int
 
 
+@named_tuple
 class _PacketFields(NamedTuple):
     op: int
     rq_id: int
@@ -66,8 +75,8 @@ class Packet(_PacketFields):
 
     __slots__ = ()
 
-    def __new__(cls, op: int, payload: Union[bytes, str], rq_id: int = 0,
-                tx_id: Optional[int] = None) -> "Packet":
+    def __new__(cls, op: int, payload: "Union[bytes, str]", rq_id: int = 0,
+                tx_id: "Optional[int]" = None) -> "Packet":
         if isinstance(payload, str):
             payload = payload.encode("utf-8")
         if op not in _KNOWN_OPS:
@@ -87,7 +96,7 @@ class Packet(_PacketFields):
         return "Packet(%s, %r, rq_id=%d, tx_id=%d)" % (
             op_name(self.op), shown, self.rq_id, self.tx_id)
 
-    def fields(self) -> List[bytes]:
+    def fields(self) -> "List[bytes]":
         """Splits a NUL-separated payload, dropping the final terminator."""
         payload = self.payload
         if payload.endswith(NUL):
@@ -103,7 +112,7 @@ _new_event = functools.partial(tuple.__new__, Event)  # the same for events
 _unpack_header = HEADER.unpack_from
 _HEADER_SIZE = HEADER.size
 
-def split_names(payload: bytes) -> List[bytes]:
+def split_names(payload: bytes) -> "List[bytes]":
     """The names in a NUL-separated list (DIRECTORY, GET_PERMS replies),
     whatever NULs end it."""
     payload = payload.rstrip(NUL)
@@ -143,7 +152,7 @@ class PacketDecoder:
 
     __slots__ = ("_buffer", "_oversize_ops")
 
-    def __init__(self, oversize_ops: Iterable[int] = ()) -> None:
+    def __init__(self, oversize_ops: "Iterable[int]" = ()) -> None:
         self._buffer = bytearray()
         # Ops whose packets may carry up to OVERSIZE_MAX bytes: oxenstored
         # answers DIRECTORY over a socket with the whole list, however long.
@@ -154,7 +163,7 @@ class PacketDecoder:
         """Number of buffered bytes that do not yet form a whole packet."""
         return len(self._buffer)
 
-    def feed(self, data: bytes) -> List[Packet]:
+    def feed(self, data: bytes) -> "List[Packet]":
         """Adds ``data`` and returns every packet now complete, in order.
 
         Raises :class:`UnexpectedPacket` for a header claiming more than

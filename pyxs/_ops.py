@@ -1,13 +1,21 @@
 """XenStore operation numbers and their names: the leaf of pyxs's imports.
 
-Everything else may import this module; it imports nothing from pyxs.
+Everything else may import this module; it imports nothing from pyxs but
+:mod:`pyxs._startup` (``typing`` costs start-up time).
 """
 
-from typing import NamedTuple
+from ._startup import named_tuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NamedTuple
+else:
+    NamedTuple = object  # named_tuple() makes the class one
 
 __all__ = ["Op", "op_name"]
 
 
+@named_tuple
 class Operation(NamedTuple):
     """Operation numbers by name; ``n in Op`` tells whether ``n`` is known.
 

@@ -20,9 +20,10 @@ Invariants
    says when the limit is passed, and the driver must then consider the
    connection broken (a daemon that answers nothing must not cost memory
    without bound).
-5. :func:`check_reply` is the one place where a reply's op and transaction
-   are compared with its request's, for the table and for clients whose
-   router is a foreign object.
+5. :func:`check_reply` (from :mod:`pyxs._replies`, re-exported here) is
+   the one place where a reply's op and transaction are compared with its
+   request's, for the table, for clients whose router is a foreign object
+   and for the ``pyxs`` command's quick requests.
 
 Threading contract (the threaded router): :meth:`~PendingTable.add`,
 :meth:`~PendingTable.abandon` and :meth:`~PendingTable.fail_all` run under
@@ -37,6 +38,7 @@ from typing import Any, Dict, Generic, List, Optional, Set, Tuple, TypeVar
 
 from ._internal import Packet
 from ._ops import Op, op_name
+from ._replies import check_reply
 from .exceptions import UnexpectedPacket
 
 __all__ = ["PendingTable", "check_reply", "RQ_ID_LIMIT", "ABANDONED_LIMIT"]
@@ -51,30 +53,7 @@ RQ_ID_LIMIT = 2 ** 32
 ABANDONED_LIMIT = 1024
 
 _ERROR = int(Op.ERROR)
-_TRANSACTION_START = int(Op.TRANSACTION_START)
 _QUIRK_OPS = (int(Op.WATCH), int(Op.UNWATCH))
-
-
-def check_reply(sent_op: int, sent_tx: int,
-                reply: Packet) -> Optional[UnexpectedPacket]:
-    """Why ``reply`` cannot answer a ``sent_op`` request made in
-    transaction ``sent_tx``; None when it can.
-
-    The reply's op must be the request's, or ERROR. Its transaction must be
-    the request's, except for TRANSACTION_START (daemons differ in what
-    they put there) and for the header-less WATCH/UNWATCH replies of old
-    xenbus drivers (``req_id = 0``, see :class:`PendingTable`).
-    """
-    op = reply.op
-    if op != sent_op and op != _ERROR:
-        return UnexpectedPacket("%s request got a %s reply" % (
-            op_name(sent_op), op_name(op)))
-    if reply.tx_id != sent_tx and sent_op != _TRANSACTION_START and \
-            not (reply.rq_id == 0 and sent_op in _QUIRK_OPS):
-        return UnexpectedPacket(
-            "%s reply carries transaction %d, the request was in %d" % (
-                op_name(sent_op), reply.tx_id, sent_tx))
-    return None
 
 
 # An entry is a list [slot or None once abandoned, op, tx_id]: a list,

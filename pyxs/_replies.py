@@ -1,4 +1,5 @@
-"""Reply parsers: one per reply shape of the XenStore protocol.
+"""Reply parsers: one per reply shape of the XenStore protocol, and
+:func:`check_reply`: whether a reply can answer its request at all.
 
 A daemon is a peer, not an oracle: a broken or hostile one may send any
 bytes in a correctly framed reply. Every reply payload the client turns
@@ -32,17 +33,24 @@ Messages show the offending payload through
 no I/O, no state.
 """
 
-import re
-from typing import Any, List, Tuple
-
-from ._features import lacking
-from ._internal import NUL, Op, op_name
-from .exceptions import PyXSError, UnexpectedPacket, error_for, shorten
+from ._internal import NUL, Op, Packet, op_name
+from ._startup import LazyPattern
+from .exceptions import (
+    PyXSError,
+    UnexpectedPacket,
+    error_for,
+    lacking,
+    shorten,
+)
 from .helpers import path_problem
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, List, Optional, Tuple
 
 __all__ = ["TX_ID_MAX", "LIST_PARTS_MAX", "transaction_id", "boolean",
            "ok", "domain_path", "listing", "permissions", "directory_part",
-           "error_reply"]
+           "error_reply", "check_reply"]
 
 #: Largest transaction id: the id is a uint32 header field, 0 means none.
 TX_ID_MAX = 2 ** 32 - 1
@@ -54,25 +62,28 @@ TX_ID_MAX = 2 ** 32 - 1
 #: making the client loop forever.
 LIST_PARTS_MAX = 1024
 
-_TX_ID = re.compile(rb"([0-9]{1,10})\x00\Z")
-_NAMES = re.compile(rb"(?:[A-Za-z0-9_@-]+\x00)*\Z")
+_TX_ID = LazyPattern(rb"([0-9]{1,10})\x00\Z")
+_NAMES = LazyPattern(rb"(?:[A-Za-z0-9_@-]+\x00)*\Z")
 # A sign is possible: C xenstored stores what strtol() read, and Xen's own
 # binding lets a negative domid through (``n-1`` comes back as written).
-_PERMS = re.compile(rb"(?:[rwbn]-?[0-9]{1,10}\x00)+\Z")
-_PART = re.compile(rb"([0-9]{1,20})\x00((?:[A-Za-z0-9_@-]+\x00)*)(\x00?)\Z")
+_PERMS = LazyPattern(rb"(?:[rwbn]-?[0-9]{1,10}\x00)+\Z")
+_PART = LazyPattern(rb"([0-9]{1,20})\x00((?:[A-Za-z0-9_@-]+\x00)*)(\x00?)\Z")
 _NEW_OPS = frozenset((Op.GET_FEATURE, Op.SET_FEATURE, Op.GET_QUOTA,
                       Op.SET_QUOTA))
-_ERROR_NAME = re.compile(rb"(E[A-Z0-9_]+)\x00?\Z")
+_ERROR = int(Op.ERROR)
+_TRANSACTION_START = int(Op.TRANSACTION_START)
+_QUIRK_OPS = (int(Op.WATCH), int(Op.UNWATCH))
+_ERROR_NAME = LazyPattern(rb"(E[A-Z0-9_]+)\x00?\Z")
 
 
 def _bad(op: int, payload: bytes, expected: str,
-         path: Any = None) -> PyXSError:
+         path: "Any" = None) -> "PyXSError":
     """The UnexpectedPacket for a reply of the wrong shape."""
     return UnexpectedPacket("reply %s is not %s" % (
         shorten(payload), expected)).with_context(op_name(op), path)
 
 
-def transaction_id(payload: bytes, op: int, path: Any = None) -> int:
+def transaction_id(payload: bytes, op: int, path: "Any" = None) -> int:
     """A TRANSACTION_START reply: the new transaction's id."""
     match = _TX_ID.match(payload)
     if match is not None:
@@ -83,7 +94,7 @@ def transaction_id(payload: bytes, op: int, path: Any = None) -> int:
                % TX_ID_MAX)
 
 
-def boolean(payload: bytes, op: int, path: Any = None) -> bool:
+def boolean(payload: bytes, op: int, path: "Any" = None) -> bool:
     """An IS_DOMAIN_INTRODUCED reply: ``T\\0`` or ``F\\0``."""
     if payload == b"T\x00":
         return True
@@ -92,13 +103,13 @@ def boolean(payload: bytes, op: int, path: Any = None) -> bool:
     raise _bad(op, payload, "T or F (then NUL)")
 
 
-def ok(payload: bytes, op: int, path: Any = None) -> None:
+def ok(payload: bytes, op: int, path: "Any" = None) -> None:
     """A reply whose only correct payload is ``OK\\0``."""
     if payload != b"OK\x00":
         raise _bad(op, payload, "OK (then NUL)", path)
 
 
-def domain_path(payload: bytes, op: int, path: Any = None) -> bytes:
+def domain_path(payload: bytes, op: int, path: "Any" = None) -> bytes:
     """A GET_DOMAIN_PATH reply: a valid absolute path, then NUL."""
     home = payload[:-1]
     if payload[-1:] == NUL and home[:1] == b"/" and \
@@ -107,7 +118,7 @@ def domain_path(payload: bytes, op: int, path: Any = None) -> bytes:
     raise _bad(op, payload, "an absolute path (then NUL)")
 
 
-def listing(payload: bytes, op: int, path: Any = None) -> List[bytes]:
+def listing(payload: bytes, op: int, path: "Any" = None) -> "List[bytes]":
     """A DIRECTORY reply: child names, each followed by NUL."""
     if not payload:
         return []
@@ -117,7 +128,7 @@ def listing(payload: bytes, op: int, path: Any = None) -> List[bytes]:
     return payload[:-1].split(NUL)
 
 
-def permissions(payload: bytes, op: int, path: Any = None) -> List[bytes]:
+def permissions(payload: bytes, op: int, path: "Any" = None) -> "List[bytes]":
     """A GET_PERMS reply: one or more ``<r|w|b|n><domid>``, each + NUL."""
     if _PERMS.match(payload) is None:
         raise _bad(op, payload, "a list of permissions (each followed by "
@@ -125,8 +136,8 @@ def permissions(payload: bytes, op: int, path: Any = None) -> List[bytes]:
     return payload[:-1].split(NUL)
 
 
-def directory_part(payload: bytes, op: int, path: Any = None
-                   ) -> Tuple[bytes, List[bytes], bool]:
+def directory_part(payload: bytes, op: int, path: "Any" = None
+                   ) -> "Tuple[bytes, List[bytes], bool]":
     """A DIRECTORY_PART reply: ``(generation, names, last)``.
 
     ``last`` is True when the part ends with the empty name that closes
@@ -146,7 +157,7 @@ def directory_part(payload: bytes, op: int, path: Any = None
     return generation, names[:-1].split(NUL) if names else [], last
 
 
-def error_reply(payload: bytes, op: int, path: Any = None) -> PyXSError:
+def error_reply(payload: bytes, op: int, path: "Any" = None) -> "PyXSError":
     """The exception for an ERROR reply to ``op`` (returned, not raised).
 
     A well-formed name gives the daemon's error: ``args == (errno,
@@ -166,3 +177,25 @@ def error_reply(payload: bytes, op: int, path: Any = None) -> PyXSError:
     if op in _NEW_OPS:  # ENOSYS from a daemon older than Xen 4.21
         return lacking(failure, op_name(op))
     return failure
+
+
+def check_reply(sent_op: int, sent_tx: int,
+                reply: "Packet") -> "Optional[UnexpectedPacket]":
+    """Why ``reply`` cannot answer a ``sent_op`` request made in
+    transaction ``sent_tx``; None when it can.
+
+    The reply's op must be the request's, or ERROR. Its transaction must be
+    the request's, except for TRANSACTION_START (daemons differ in what
+    they put there) and for the header-less WATCH/UNWATCH replies of old
+    xenbus drivers (``req_id = 0``, see :class:`pyxs._pending.PendingTable`).
+    """
+    op = reply.op
+    if op != sent_op and op != _ERROR:
+        return UnexpectedPacket("%s request got a %s reply" % (
+            op_name(sent_op), op_name(op)))
+    if reply.tx_id != sent_tx and sent_op != _TRANSACTION_START and \
+            not (reply.rq_id == 0 and sent_op in _QUIRK_OPS):
+        return UnexpectedPacket(
+            "%s reply carries transaction %d, the request was in %d" % (
+                op_name(sent_op), reply.tx_id, sent_tx))
+    return None

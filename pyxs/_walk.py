@@ -20,8 +20,7 @@ from collections import deque
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 from ._internal import NUL, Op, Packet
-from ._pending import check_reply
-from ._replies import error_reply
+from ._replies import check_reply, error_reply
 from ._replies import listing as listing_names
 from .exceptions import PyXSError, UnexpectedPacket
 

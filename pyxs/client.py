@@ -27,7 +27,6 @@ from . import _replies as replies
 from . import _requests as requests
 from ._features import Feature, remember_features
 from ._internal import NUL, Op, Packet, op_name
-from ._pending import check_reply
 from ._walk import TreeWalk
 from .connection import (  # the classes: pyxs 0.4 had them here
     UnixSocketConnection,
@@ -217,7 +216,7 @@ class Client:
             if abandon is not None and not rvar.done():
                 abandon(rvar)
             raise
-        refusal = check_reply(op, self.tx_id, reply)
+        refusal = replies.check_reply(op, self.tx_id, reply)
         if refusal is not None:
             raise refusal
         return reply
@@ -488,7 +487,7 @@ class Client:
             if not first.done():
                 router.abandon(first)
             raise
-        refused = check_reply(op, self.tx_id, reply)
+        refused = replies.check_reply(op, self.tx_id, reply)
         if refused is not None:
             raise refused
         if reply.op != op:

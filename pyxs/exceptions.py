@@ -8,9 +8,12 @@ the path involved so that the message says what failed.
 import builtins
 import errno as _errno
 import os
-from typing import Any, Optional
 
 from ._ops import op_name
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 __all__ = ["PyXSError", "InvalidOperation", "InvalidPayload", "InvalidPath",
            "InvalidPermission", "InvalidToken", "InvalidDomid",
@@ -20,7 +23,7 @@ __all__ = ["PyXSError", "InvalidOperation", "InvalidPayload", "InvalidPath",
 _SHOWN = 60  # at most this many characters of user data in a message
 
 
-def _as_text(data: Any) -> Any:
+def _as_text(data: "Any") -> "Any":
     """Printable ASCII bytes as str, so messages show /a/b, not b'/a/b'."""
     if isinstance(data, (bytes, bytearray)):
         try:
@@ -32,7 +35,7 @@ def _as_text(data: Any) -> Any:
     return data
 
 
-def shorten(data: Any) -> str:
+def shorten(data: "Any") -> str:
     """Renders user data for a message, cut to a readable length."""
     text = repr(_as_text(data))
     if len(text) > _SHOWN:
@@ -41,7 +44,7 @@ def shorten(data: Any) -> str:
     return text
 
 
-def _context(op: Optional[str], path: Any) -> str:
+def _context(op: "Optional[str]", path: "Any") -> str:
     parts = [op] if op else []
     if path is not None:
         shown = _as_text(path)
@@ -58,20 +61,21 @@ class PyXSError(Exception):
     not know. ``op`` and ``path`` tell which request failed, when known.
     """
 
-    op: Optional[str] = None
-    path: Any = None
+    op: "Optional[str]" = None
+    path: "Any" = None
 
     @property
-    def errno(self) -> Any:
+    def errno(self) -> "Any":
         """The error number (or unknown error name), if any."""
         return self.args[0] if len(self.args) == 2 else None
 
     @property
-    def strerror(self) -> Optional[str]:
+    def strerror(self) -> "Optional[str]":
         """The error text, if any."""
         return self.args[1] if len(self.args) == 2 else None
 
-    def with_context(self, op: Optional[str], path: Any = None) -> "PyXSError":
+    def with_context(self, op: "Optional[str]",
+                     path: "Any" = None) -> "PyXSError":
         """Records the failed operation and path; returns ``self``."""
         self.op, self.path = op, path
         return self
@@ -97,11 +101,11 @@ class _InvalidValue(PyXSError, ValueError):
     """
 
     what = "value"
-    call: Optional[str] = None
+    call: "Optional[str]" = None
 
-    def __init__(self, value: Any, reason: str = "", op: Any = None,
-                 path: Any = None, call: Optional[str] = None,
-                 what: Optional[str] = None) -> None:
+    def __init__(self, value: "Any", reason: str = "", op: "Any" = None,
+                 path: "Any" = None, call: "Optional[str]" = None,
+                 what: "Optional[str]" = None) -> None:
         super().__init__(value)
         self.reason = reason
         if op is not None:
@@ -208,7 +212,7 @@ class UnsupportedOperation(PyXSError):
     daemon older than Xen 4.21, or ``WATCHDEPTH``).
     """
 
-    def __init__(self, *args: Any, reason: str = "") -> None:
+    def __init__(self, *args: "Any", reason: str = "") -> None:
         super().__init__(*args)
         self.reason = reason
 
@@ -222,11 +226,11 @@ class UnsupportedOperation(PyXSError):
 class TimeoutError(PyXSError, builtins.TimeoutError):  # type: ignore[override]
     """Raised when a reply does not arrive within the client's timeout."""
 
-    def __init__(self, *args: Any) -> None:
+    def __init__(self, *args: "Any") -> None:
         PyXSError.__init__(self, *args)
 
 
-def error_for(name_or_number: Any) -> PyXSError:
+def error_for(name_or_number: "Any") -> "PyXSError":
     """Builds the :class:`PyXSError` for an errno or a XenStore error name."""
     if isinstance(name_or_number, bytes):
         name_or_number = name_or_number.decode("ascii", "replace")
@@ -240,9 +244,23 @@ def error_for(name_or_number: Any) -> PyXSError:
     return PyXSError(name_or_number, os.strerror(name_or_number))
 
 
-def copy_error(error: PyXSError) -> PyXSError:
+def copy_error(error: "PyXSError") -> "PyXSError":
     """A fresh exception like ``error`` (args, op, path), one per waiter
     it is raised in, so tracebacks do not pile up on one object."""
     copy = type(error)(*error.args)
     copy.op, copy.path = error.op, error.path
     return copy
+
+
+def lacking(exc: "PyXSError", op: str) -> "PyXSError":
+    """Turns the ENOSYS of a daemon older than Xen 4.21 into an
+    :class:`UnsupportedOperation` naming what is missing; other errors
+    are returned as they are."""
+    if exc.args[:1] != (_errno.ENOSYS,) or \
+            isinstance(exc, UnsupportedOperation):
+        return exc
+    missing = UnsupportedOperation(*exc.args, reason=(
+        "the daemon lacks %s (XenStore protocol of Xen 4.21 and later)"
+        % op))
+    missing.with_context(op, exc.path)
+    return missing

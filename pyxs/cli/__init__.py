@@ -17,11 +17,14 @@ one-request commands skip :class:`pyxs.Client`; see ``_session``).
 """
 
 import sys
-from typing import Any, Dict, Optional, Sequence
 
 from ._output import escape, json_value, unescape
 from ._parse import UsageError, command_help, parse, usage_line
 from ._spec import COMMANDS, EXIT_CODES
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, Optional, Sequence
 
 __all__ = ["main", "escape", "unescape", "json_value", "describe",
            "exit_code", "EXIT_OK", "EXIT_ERROR", "EXIT_USAGE",
@@ -49,7 +52,7 @@ def error_line(message: str) -> None:
     sys.stderr.flush()
 
 
-def describe(exc: Any) -> str:
+def describe(exc: "Any") -> str:
     """A one-line message for an error: ``PATH: strerror (ENAME)``."""
     import errno
 
@@ -71,7 +74,7 @@ def describe(exc: Any) -> str:
     return line
 
 
-def exit_code(exc: Any) -> int:
+def exit_code(exc: "Any") -> int:
     """The exit status for a :class:`~pyxs.exceptions.PyXSError`."""
     from ..exceptions import ConnectionError, TimeoutError
     if isinstance(exc, (ConnectionError, TimeoutError)):
@@ -81,7 +84,7 @@ def exit_code(exc: Any) -> int:
     return EXIT_ERROR
 
 
-def _usage_error(exc: UsageError) -> int:
+def _usage_error(exc: "UsageError") -> int:
     command = COMMANDS.get(exc.command or "")
     prefix = "pyxs %s" % command.name if command else "pyxs"
     sys.stderr.write("%s\n%s: %s\nTry '%s --help' for more.\n" % (
@@ -101,13 +104,13 @@ def _silence_stdout() -> None:
     os.close(devnull)
 
 
-def _handler(spec: str) -> Any:
+def _handler(spec: str) -> "Any":
     import importlib
     module, _, function = spec.partition(":")
     return getattr(importlib.import_module("." + module, __name__), function)
 
 
-def _run(command: Any, args: Dict[str, Any]) -> int:
+def _run(command: "Any", args: "Dict[str, Any]") -> int:
     """Runs the command; turns expected failures into exit statuses."""
     from ..exceptions import PyXSError
     try:
@@ -134,7 +137,7 @@ def _run(command: Any, args: Dict[str, Any]) -> int:
         return EXIT_CONNECTION
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: "Optional[Sequence[str]]" = None) -> int:
     """Runs the ``pyxs`` command; returns its exit status.
 
     :param argv: the arguments, without the program name; ``sys.argv[1:]``

@@ -5,7 +5,6 @@ arguments are checked before anything is sent.
 """
 
 import os
-from typing import Any, Dict, Iterator, List, Tuple
 
 from .._internal import NUL
 from .._ops import Op
@@ -14,10 +13,14 @@ from ._output import emit, emit_json, emit_raw, escape, json_value, text
 from ._parse import UsageError
 from ._session import Session
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterator, List, Tuple
+
+    Args = Dict[str, Any]
+
 __all__ = ["cmd_read", "cmd_write", "cmd_ls", "cmd_list", "cmd_rm",
            "cmd_mkdir", "cmd_exists", "cmd_perms", "cmd_chmod", "ls_line"]
-
-Args = Dict[str, Any]
 EXIT_OK, EXIT_ERROR = 0, 1
 
 #: Where ``xenstore-ls -p`` starts the permissions of a short line: the
@@ -25,15 +28,15 @@ EXIT_OK, EXIT_ERROR = 0, 1
 LS_PERMS_COLUMN = 60
 
 
-def _paths(args: Args, key: str = "paths") -> List[bytes]:
+def _paths(args: "Args", key: str = "paths") -> "List[bytes]":
     return [validate_path(path) for path in args[key]]
 
 
-def _errno(exc: Any) -> Any:
+def _errno(exc: "Any") -> "Any":
     return exc.args[0] if exc.args else None
 
 
-def cmd_read(args: Args) -> int:
+def cmd_read(args: "Args") -> int:
     """Prints the value of each path."""
     paths = _paths(args)
     with Session(args) as session:
@@ -63,7 +66,7 @@ def _value(path: str, value: str, raw: bool) -> bytes:
                          "write") from None
 
 
-def cmd_write(args: Args) -> int:
+def cmd_write(args: "Args") -> int:
     """Writes the values; several pairs are written in one transaction."""
     pairs = [(validate_path(path), _value(path, value, args["raw"]))
              for path, value in args["pairs"]]
@@ -74,7 +77,7 @@ def cmd_write(args: Args) -> int:
                 Op.WRITE, path)
             return EXIT_OK
 
-        def write_all(tx: Any) -> None:
+        def write_all(tx: "Any") -> None:
             tx.write_many(pairs)
 
         session.client.run_transaction(write_all)
@@ -86,7 +89,7 @@ def _ok(payload: bytes, op: int, path: bytes) -> None:
     ok(payload, op, path)
 
 
-def _below(client: Any, top: bytes) -> Iterator[Tuple[bytes, bytes]]:
+def _below(client: "Any", top: bytes) -> "Iterator[Tuple[bytes, bytes]]":
     """``(path, value)`` of every node below ``top``, top down."""
     nodes = client.walk(top)
     next(nodes)  # top itself
@@ -95,7 +98,7 @@ def _below(client: Any, top: bytes) -> Iterator[Tuple[bytes, bytes]]:
 
 
 def ls_line(top: bytes, path: bytes, value: bytes, flat: bool,
-            perms: Any = None) -> str:
+            perms: "Any" = None) -> str:
     """One line of ``ls``: indented name or full path, the quoted value
     and, when given, the permissions as ``xenstore-ls -p`` shows them."""
     quoted = '"%s"' % escape(value, quote=True)
@@ -114,7 +117,7 @@ def ls_line(top: bytes, path: bytes, value: bytes, flat: bool,
     return "%s  (%s)" % (line, ",".join(p.decode("ascii") for p in perms))
 
 
-def cmd_ls(args: Args) -> int:
+def cmd_ls(args: "Args") -> int:
     """Prints the tree below each path, values quoted."""
     tops = _paths(args) or [b"/"]
     client = Session(args).client
@@ -140,7 +143,7 @@ def _join(parent: bytes, name: bytes) -> bytes:
     return parent.rstrip(b"/") + b"/" + name
 
 
-def cmd_list(args: Args) -> int:
+def cmd_list(args: "Args") -> int:
     """Prints the names (or paths) of the children of each path."""
     paths = _paths(args)
     client = Session(args).client
@@ -157,7 +160,7 @@ def cmd_list(args: Args) -> int:
     return EXIT_OK
 
 
-def _parents(path: bytes) -> Iterator[bytes]:
+def _parents(path: bytes) -> "Iterator[bytes]":
     """The parents of ``path``, nearest first, without ``/``."""
     while True:
         path = path.rsplit(b"/", 1)[0]
@@ -166,7 +169,7 @@ def _parents(path: bytes) -> Iterator[bytes]:
         yield path
 
 
-def _tidy(tx: Any, path: bytes) -> None:
+def _tidy(tx: "Any", path: bytes) -> None:
     """Removes ``path``, then each parent left with no children."""
     tx.delete(path)
     for parent in _parents(path):
@@ -175,7 +178,7 @@ def _tidy(tx: Any, path: bytes) -> None:
         tx.delete(parent)
 
 
-def cmd_rm(args: Args) -> int:
+def cmd_rm(args: "Args") -> int:
     """Removes each path and everything below it."""
     paths = _paths(args)
     with Session(args) as session:
@@ -188,7 +191,7 @@ def cmd_rm(args: Args) -> int:
     return EXIT_OK
 
 
-def cmd_mkdir(args: Args) -> int:
+def cmd_mkdir(args: "Args") -> int:
     """Creates each path (and missing parents)."""
     paths = _paths(args)
     with Session(args) as session:
@@ -197,7 +200,7 @@ def cmd_mkdir(args: Args) -> int:
     return EXIT_OK
 
 
-def _exists(session: Session, path: bytes) -> bool:
+def _exists(session: "Session", path: bytes) -> bool:
     import errno
 
     from ..exceptions import PyXSError
@@ -211,7 +214,7 @@ def _exists(session: Session, path: bytes) -> bool:
     return True
 
 
-def cmd_exists(args: Args) -> int:
+def cmd_exists(args: "Args") -> int:
     """Exit status 0 if every path exists, 1 if one does not."""
     paths = _paths(args)
     with Session(args) as session:
@@ -222,7 +225,7 @@ def cmd_exists(args: Args) -> int:
     return EXIT_OK if all(there for _, there in found) else EXIT_ERROR
 
 
-def cmd_perms(args: Args) -> int:
+def cmd_perms(args: "Args") -> int:
     """Prints a node's permissions, owner first."""
     path = validate_path(args["path"])
     client = Session(args).client
@@ -237,7 +240,7 @@ def cmd_perms(args: Args) -> int:
     return EXIT_OK
 
 
-def cmd_chmod(args: Args) -> int:
+def cmd_chmod(args: "Args") -> int:
     """Sets a node's permissions (below it with -r, above it with -u)."""
     path = validate_path(args["path"])
     perms = validate_perms(args["perms"])

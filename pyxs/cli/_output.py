@@ -6,12 +6,14 @@ other, with pyxs and with Xen's tools alike.
 """
 
 import sys
-from typing import Any, Dict, Union
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, Union
+
+    JsonValue = Union[str, Dict[str, str]]
 __all__ = ["escape", "unescape", "json_value", "text", "emit", "emit_json",
            "emit_raw"]
-
-JsonValue = Union[str, Dict[str, str]]
 
 _NAMED = {0x5c: "\\\\", 0x0a: "\\n", 0x09: "\\t", 0x0d: "\\r"}
 _CONTROLS = {ord("n"): 0x0a, ord("t"): 0x09, ord("r"): 0x0d}
@@ -79,7 +81,7 @@ def unescape(value: bytes) -> bytes:
     return bytes(out)
 
 
-def json_value(value: bytes) -> JsonValue:
+def json_value(value: bytes) -> "JsonValue":
     """A value for JSON: text if valid UTF-8, else ``{"base64": ...}``."""
     try:
         return value.decode("utf-8")
@@ -99,7 +101,7 @@ def emit(line: str) -> None:
     sys.stdout.flush()
 
 
-def emit_json(data: Any) -> None:
+def emit_json(data: "Any") -> None:
     """Prints ``data`` as one line of JSON."""
     import json
     emit(json.dumps(data))

@@ -15,7 +15,9 @@ expects them from getopt tools:
   ``control``) takes everything from its first argument on unparsed.
 """
 
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 __all__ = ["Option", "Positional", "Command", "UsageError", "Parsed",
            "parse", "GLOBAL_OPTIONS", "usage_line", "command_help"]
@@ -24,7 +26,7 @@ __all__ = ["Option", "Positional", "Command", "UsageError", "Parsed",
 class UsageError(Exception):
     """A bad command line; ``command`` is the subcommand it concerns."""
 
-    def __init__(self, message: str, command: Optional[str] = None) -> None:
+    def __init__(self, message: str, command: "Optional[str]" = None) -> None:
         super().__init__(message)
         self.command = command
 
@@ -33,10 +35,10 @@ class _Record:
     """A small record with keyword defaults (a NamedTuple costs start-up
     time: each one is a class made at import)."""
 
-    __slots__: Tuple[str, ...] = ()
-    _defaults: Dict[str, Any] = {}
+    __slots__: "Tuple[str, ...]" = ()
+    _defaults: "Dict[str, Any]" = {}
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: "Any", **kwargs: "Any") -> None:
         values = dict(self._defaults)
         values.update(zip(self.__slots__, args))
         values.update(kwargs)
@@ -53,13 +55,13 @@ class Option(_Record):
                  "default")
     _defaults = {"metavar": "", "convert": None, "counts": False,
                  "default": None}
-    names: Sequence[str]
+    names: "Sequence[str]"
     dest: str
     help: str
     metavar: str
-    convert: Optional[Callable[[str], Any]]
+    convert: "Optional[Callable[[str], Any]]"
     counts: bool
-    default: Any
+    default: "Any"
 
 
 class Positional(_Record):
@@ -74,7 +76,7 @@ class Positional(_Record):
     metavar: str
     many: str
     help: str
-    default: Any
+    default: "Any"
 
 
 class Command(_Record):
@@ -90,9 +92,9 @@ class Command(_Record):
     summary: str
     description: str
     handler: str
-    options: Sequence[Option]
-    positionals: Sequence[Positional]
-    examples: Sequence[str]
+    options: "Sequence[Option]"
+    positionals: "Sequence[Positional]"
+    examples: "Sequence[str]"
     exit_codes: str
     pairs: bool
 
@@ -102,7 +104,7 @@ class Parsed:
 
     __slots__ = ("command", "args", "help", "version")
 
-    def __init__(self, command: Optional[Command], args: Dict[str, Any],
+    def __init__(self, command: "Optional[Command]", args: "Dict[str, Any]",
                  help: bool, version: bool) -> None:
         self.command = command
         self.args = args
@@ -110,7 +112,7 @@ class Parsed:
         self.version = version
 
 
-def _seconds(text: str) -> Optional[float]:
+def _seconds(text: str) -> "Optional[float]":
     """``--timeout``: seconds, 0 for none."""
     try:
         seconds = float(text)
@@ -140,7 +142,7 @@ GLOBAL_OPTIONS = (
 _HELP = ("-h", "--help")
 
 
-def _find(options: Sequence[Option], name: str) -> Optional[Option]:
+def _find(options: "Sequence[Option]", name: str) -> "Optional[Option]":
     for option in options:
         if name in option.names:
             return option
@@ -154,7 +156,7 @@ def _is_number(arg: str) -> bool:
 class _State:
     """What parsing has found so far."""
 
-    def __init__(self, commands: Dict[str, Command]) -> None:
+    def __init__(self, commands: "Dict[str, Command]") -> None:
         self.commands = commands
         self.command: Optional[Command] = None
         self.args: Dict[str, Any] = {}
@@ -164,15 +166,16 @@ class _State:
             self.args[option.dest] = option.default
         self.args["given"] = set()  # the dests given on the command line
 
-    def options(self) -> List[Option]:
+    def options(self) -> "List[Option]":
         return list(GLOBAL_OPTIONS) + list(
             self.command.options if self.command else ())
 
-    def fail(self, message: str) -> UsageError:
+    def fail(self, message: str) -> "UsageError":
         return UsageError(message, self.command.name if self.command
                           else None)
 
-    def store(self, option: Option, name: str, value: Optional[str]) -> None:
+    def store(self, option: "Option", name: str,
+              value: "Optional[str]") -> None:
         self.args["given"].add(option.dest)
         if option.counts:
             self.args[option.dest] += 1
@@ -187,7 +190,7 @@ class _State:
                 raise self.fail("%s: %s" % (name, exc)) from None
 
 
-def _long(state: _State, arg: str, rest: List[str]) -> None:
+def _long(state: "_State", arg: str, rest: "List[str]") -> None:
     name, equals, value = arg.partition("=")
     if name == "--version" and state.command is None:
         state.version = True
@@ -211,7 +214,7 @@ def _long(state: _State, arg: str, rest: List[str]) -> None:
     state.store(option, name, value)
 
 
-def _short(state: _State, arg: str, rest: List[str]) -> None:
+def _short(state: "_State", arg: str, rest: "List[str]") -> None:
     letters = arg[1:]
     while letters:
         name, letters = "-" + letters[0], letters[1:]
@@ -233,14 +236,14 @@ def _short(state: _State, arg: str, rest: List[str]) -> None:
         state.store(option, name, value)
 
 
-def _takes_rest(state: _State) -> bool:
+def _takes_rest(state: "_State") -> bool:
     """True once a command that takes a command line has its first word."""
     command = state.command
     return command is not None and bool(state.positional) and any(
         p.many.endswith("...") for p in command.positionals)
 
 
-def parse(argv: Sequence[str], commands: Dict[str, Command]) -> Parsed:
+def parse(argv: "Sequence[str]", commands: "Dict[str, Command]") -> "Parsed":
     """Parses ``argv`` (without the program name)."""
     state = _State(commands)
     rest = list(argv)
@@ -281,7 +284,7 @@ def parse(argv: Sequence[str], commands: Dict[str, Command]) -> Parsed:
     return Parsed(state.command, state.args, False, False)
 
 
-def _assign(state: _State, command: Command) -> None:
+def _assign(state: "_State", command: "Command") -> None:
     """Gives the positional arguments to the command's positionals."""
     words = state.positional
     if command.pairs:
@@ -313,13 +316,13 @@ def _assign(state: _State, command: Command) -> None:
 
 # -- help ---------------------------------------------------------------------
 
-def _option_usage(option: Option) -> str:
+def _option_usage(option: "Option") -> str:
     name = option.names[0]
     return "[%s%s]" % (name, " " + option.metavar if option.metavar and
                        not option.metavar.startswith("[") else "")
 
 
-def usage_line(command: Optional[Command]) -> str:
+def usage_line(command: "Optional[Command]") -> str:
     """``usage: pyxs CMD [-x] ARG...``."""
     if command is None:
         return "usage: pyxs [GLOBAL OPTIONS] COMMAND [ARGS...]"
@@ -334,7 +337,7 @@ def usage_line(command: Optional[Command]) -> str:
     return " ".join(words)
 
 
-def _option_lines(options: Sequence[Option]) -> List[str]:
+def _option_lines(options: "Sequence[Option]") -> "List[str]":
     lines = []
     for option in options:
         names = ", ".join(option.names)
@@ -346,8 +349,8 @@ def _option_lines(options: Sequence[Option]) -> List[str]:
     return lines
 
 
-def command_help(command: Optional[Command],
-                 commands: Dict[str, Command], exit_codes: str) -> str:
+def command_help(command: "Optional[Command]",
+                 commands: "Dict[str, Command]", exit_codes: str) -> str:
     """The text of ``pyxs --help`` or ``pyxs CMD --help``."""
     lines = [usage_line(command), ""]
     if command is None:

@@ -9,7 +9,9 @@ the whole command may take. Every other command, and any command once it
 needs more, uses a :class:`pyxs.Client`.
 """
 
-from typing import Any, Dict, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, Optional
 
 __all__ = ["Session"]
 
@@ -17,7 +19,7 @@ __all__ = ["Session"]
 class Session:
     """The daemon a command talks to, connected on first use."""
 
-    def __init__(self, args: Dict[str, Any]) -> None:
+    def __init__(self, args: "Dict[str, Any]") -> None:
         self.args = args
         self.timeout: Optional[float] = args["timeout"]
         self._client: Any = None
@@ -29,7 +31,7 @@ class Session:
     # -- the full client ----------------------------------------------------
 
     @property
-    def client(self) -> Any:
+    def client(self) -> "Any":
         """A connected :class:`pyxs.Client`."""
         if self._client is None:
             import logging
@@ -52,7 +54,7 @@ class Session:
 
     # -- quick requests -----------------------------------------------------
 
-    def _connect(self) -> Any:
+    def _connect(self) -> "Any":
         """A connected Unix socket (``_socket``: ``socket.py`` costs more
         to import than this whole command may take). Any failure goes
         through :class:`pyxs.connection.UnixSocketConnection` instead, for
@@ -75,14 +77,14 @@ class Session:
             self.path = path
         return self._socket
 
-    def _slow_connect(self, path: str) -> Any:
+    def _slow_connect(self, path: str) -> "Any":
         from ..connection import UnixSocketConnection
         connection = UnixSocketConnection(path)
         connection.connect(self.timeout)
         self._connection = connection
         return connection._connected_socket()
 
-    def request(self, op: int, payload: bytes, path: Any = None) -> bytes:
+    def request(self, op: int, payload: bytes, path: "Any" = None) -> bytes:
         """Sends one request and returns its reply's payload; an ERROR
         reply raises the daemon's error, as :class:`pyxs.Client` does."""
         from .._internal import Packet, op_name
@@ -109,12 +111,12 @@ class Session:
         self._rq_id += 1
         return self._rq_id
 
-    def _exchange(self, packet: Any) -> Any:
+    def _exchange(self, packet: "Any") -> "Any":
         import select
         import time
 
         from .._internal import PacketDecoder
-        from .._pending import check_reply
+        from .._replies import check_reply
         from ..exceptions import ConnectionError, PyXSError, TimeoutError
         sock = self._connect()
         deadline = None if self.timeout is None else \
@@ -147,7 +149,7 @@ class Session:
     def __enter__(self) -> "Session":
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: "Any") -> None:
         self.close()
 
     def close(self) -> None:

@@ -6,9 +6,11 @@ Options keep the letters and meanings of Xen's ``xenstore-*`` tools
 in libxenstore for years) is accepted and ignored.
 """
 
-from typing import Dict
-
 from ._parse import Command, Option, Positional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict
 
 __all__ = ["COMMANDS", "EXIT_CODES", "uint32"]
 
@@ -221,5 +223,5 @@ _SANDBOX = Command(
     "143 SIGTERM")
 
 #: Every command, in the order ``pyxs --help`` lists them.
-COMMANDS: Dict[str, Command] = {
+COMMANDS: "Dict[str, Command]" = {
     command.name: command for command in _NODES + _DOMAINS + [_SANDBOX]}
