@@ -167,11 +167,16 @@ class AsyncRouter:
             chunks.append(chunk)
             sent.append((rq_id, future))
         alone = len(self._pending) == len(chunks)
-        if self._per_packet:
-            for chunk in chunks:
-                self._send(chunk, alone)
-        elif chunks:
-            self._send(b"".join(chunks), alone)
+        try:
+            if self._per_packet:
+                for chunk in chunks:
+                    self._send(chunk, alone)
+            elif chunks:
+                self._send(b"".join(chunks), alone)
+        except BaseException:  # the write failed: nobody awaits these
+            for rq_id, future in sent:
+                self.abandon(rq_id, future)
+            raise
         return sent
 
     def _check(self, op: int, payload: bytes) -> None:
@@ -199,7 +204,11 @@ class AsyncRouter:
         has checked its op and transaction)."""
         self._check(op, payload)
         rq_id, future, chunk = self._register(op, tx_id, payload)
-        self._send(chunk, len(self._pending) == 1)
+        try:
+            self._send(chunk, len(self._pending) == 1)
+        except BaseException:  # the write failed: nobody awaits it
+            self.abandon(rq_id, future)
+            raise
         return await self.wait(rq_id, future, timeout)
 
     async def wait(self, rq_id: int, future: "asyncio.Future[Packet]",
