@@ -18,7 +18,7 @@ import time
 from typing import Any, Deque, List, Optional, Sequence, Tuple
 
 from ._fanout import Subscriber, WatchFanout
-from ._internal import NUL, Event, Op, Packet, op_name
+from ._internal import NUL, Event, Op, Packet, new_event, op_name
 from ._outbox import Outbox, stream_intact
 from ._pending import PendingTable
 from ._role import LEAD, ReadingRole
@@ -315,7 +315,7 @@ class Driver:
         if len(parts) < 2:
             log.warning("dropped a malformed watch event %r", packet)
             return
-        event = Event(parts[0], parts[1])
+        event = new_event((parts[0], parts[1]))  # one C call
         for monitor in self._fanout.route(event):
             self._unsent_events.append((monitor, event))
 

@@ -20,7 +20,7 @@ else:
 
 __all__ = ["NUL", "Op", "Packet", "Event", "PacketDecoder", "HEADER",
            "PAYLOAD_MAX", "op_name", "decode_header", "encode", "next_rq_id",
-           "split_names"]
+           "split_names", "new_event"]
 
 #: The field separator of XenStore payloads.
 NUL = b"\x00"
@@ -107,7 +107,8 @@ class Packet(_PacketFields):
 # Builds a Packet from its five fields without Packet.__new__'s checks, in
 # one C call: the decoder's way, for bytes that passed its own checks.
 _new_packet = functools.partial(tuple.__new__, Packet)
-_new_event = functools.partial(tuple.__new__, Event)  # the same for events
+#: The same for events: ``new_event((path, token))``.
+new_event = functools.partial(tuple.__new__, Event)
 
 _unpack_header = HEADER.unpack_from
 _HEADER_SIZE = HEADER.size

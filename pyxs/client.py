@@ -283,7 +283,9 @@ class Client:
 
     def write(self, path: Path, value: Union[bytes, str]) -> None:
         """Writes ``value`` at ``path``, creating missing parents."""
-        self._call(requests.write(path, value))
+        request = requests.write(path, value)  # sent without _call's layer
+        replies.ok(self._send(request.op, request.payload, request.path),
+                   request.op, request.path)
 
     def __setitem__(self, path: Path, value: Union[bytes, str]) -> None:
         self.write(path, value)

@@ -190,7 +190,10 @@ class Monitor:
         if self._depths and too_deep(event[0], event[1], self.unwatch_queue,
                                      self._depths):
             return  # below the depth of a watch the daemon cannot limit
-        self._put(event)
+        with self._lock:  # as _put(), inlined: once per event
+            self.events.put(event)
+            if self._signal is not None:
+                self._signal.wake()
 
     def connection_lost(self, error: PyXSError) -> None:
         """Queues the end of the connection; called by the router."""
@@ -232,16 +235,14 @@ class Monitor:
             except queue.Empty:
                 raise TimeoutError("no watch event within %g s"
                                    % (timeout or 0)) from None
-            with self._lock:
-                if self._signal is not None:
-                    self._signal.consume()
+            if self._signal is not None:  # unlocked look: no contention
+                with self._lock:  # with the deliverer when there is none
+                    if self._signal is not None:
+                        self._signal.consume()
             if not isinstance(item, _Lost):
                 return item  # type: ignore[no-any-return]
             self._put(item)  # every later wait fails the same way
             raise ConnectionError(*item.error.args)
-
-    def _is_watched(self, event: Event) -> bool:
-        return is_watched(event, self.unwatch_queue)
 
     def get(self, timeout: Optional[float] = None,
             unwatched: bool = False) -> Event:
@@ -252,10 +253,11 @@ class Monitor:
         :raises ValueError: for a timeout that is negative, infinite or NaN
             (TypeError for one that is not a number).
         """
-        timeout = validate_timeout(timeout, "Monitor.get")
+        if timeout is not None:
+            timeout = validate_timeout(timeout, "Monitor.get")
         while True:
             event = self._take(timeout)
-            if unwatched or self._is_watched(event):
+            if unwatched or is_watched(event, self.unwatch_queue):
                 return event
 
     def wait(self, unwatched: bool = False,

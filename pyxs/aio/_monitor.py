@@ -165,9 +165,6 @@ class Monitor:
 
     # -- taking events --------------------------------------------------------
 
-    def _is_watched(self, event: Event) -> bool:
-        return is_watched(event, self._watches)
-
     async def _take(self, timeout: Optional[float]) -> Event:
         while not self._events:
             if self._lost is not None:
@@ -193,7 +190,7 @@ class Monitor:
         """
         while True:
             event = await self._take(timeout)
-            if unwatched or self._is_watched(event):
+            if unwatched or is_watched(event, self._watches):
                 return event
 
     def __aiter__(self) -> "Monitor":

@@ -34,9 +34,9 @@ from .._internal import (
     HEADER,
     NUL,
     PAYLOAD_MAX,
-    Event,
     Op,
     Packet,
+    new_event,
 )
 from .._pending import PendingTable
 from ..connection import (
@@ -357,7 +357,7 @@ class AsyncRouter:
         if len(parts) < 2:
             log.warning("dropped a malformed watch event %r", packet)
             return
-        event = Event(parts[0], parts[1])
+        event = new_event((parts[0], parts[1]))  # one C call
         for subscriber in self._fanout.route(event):
             subscriber.deliver(event)
 
