@@ -13,6 +13,7 @@ from xsassert import BOUND, stopped
 
 import pyxs
 import pyxs.aio
+from pyxs.connection import UnixSocketConnection
 from pyxs.exceptions import (
     ConnectionError,
     InvalidPath,
@@ -185,19 +186,35 @@ def test_concurrent_coroutines_share_the_connection(daemon):
     run(daemon, body)
 
 
+class CountingConnection(UnixSocketConnection):
+    """A Unix socket connection that records each write it is given."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.writes = []
+
+    def writer(self):
+        real = super().writer()
+
+        def write(data):
+            self.writes.append(bytes(data))
+            return real(data)
+        return write
+
+
 def test_requests_of_one_turn_of_the_loop_share_a_write(daemon):
-    async def body(c):
-        writes = []
-        connection = c.router.connection
-        real = connection._write
-        connection._write = lambda data: (writes.append(bytes(data)),
-                                          real(data))[1]
-        await c.write(b"/wc", b"v")
-        assert len(writes) == 1
-        values = await asyncio.gather(*(c.read(b"/wc") for _ in range(8)))
-        assert values == [b"v"] * 8
-        assert 1 < len(writes) <= 4  # not one write per request
-    run(daemon, body)
+    async def main():
+        connection = CountingConnection(daemon.socket_path)
+        async with pyxs.aio.Client(router=pyxs.aio.AsyncRouter(connection),
+                                   timeout=BOUND) as c:
+            await c.write(b"/wc", b"v")
+            assert len(connection.writes) == 1
+            values = await asyncio.gather(*(c.read(b"/wc")
+                                            for _ in range(8)))
+            assert values == [b"v"] * 8
+            assert 1 < len(connection.writes) <= 4  # not one per request
+        connection.close()
+    asyncio.run(asyncio.wait_for(main(), 60))
 
 
 # -- walk --------------------------------------------------------------------

@@ -27,7 +27,7 @@ import logging
 import os
 import socket
 from collections import deque
-from typing import Any, Deque, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, List, Optional, Sequence, Tuple
 
 from .._fanout import WatchFanout
 from .._internal import (
@@ -86,6 +86,8 @@ class AsyncRouter:
         self._combining = False  # a _flush() is scheduled
         self._per_packet = isinstance(connection, XenBusConnection)
         self._fd = -1
+        #: The connection's writer() once started (one bound call a write).
+        self._raw_write: Callable[[Any], int] = connection._write
         self._failure: Optional[PyXSError] = None
         self._started = False
 
@@ -112,6 +114,7 @@ class AsyncRouter:
         else:
             connection.connect(timeout)  # opening a device never blocks
         self._fd = fd = connection.fileno()
+        self._raw_write = connection.writer()
         os.set_blocking(fd, False)
         self._loop = loop
         self._started = True
@@ -202,10 +205,16 @@ class AsyncRouter:
                    timeout: Optional[float] = None) -> Packet:
         """Sends one request and waits for its reply (the pending table
         has checked its op and transaction)."""
-        self._check(op, payload)
-        rq_id, future, chunk = self._register(op, tx_id, payload)
+        if len(payload) > self.payload_max or self._failure is not None \
+                or not self._started:
+            self._check(op, payload)  # raises the refusal
+        loop = self._loop
+        assert loop is not None
+        future: "asyncio.Future[Packet]" = loop.create_future()
+        rq_id = self._pending.add(future, op, tx_id)  # as _register()
         try:
-            self._send(chunk, len(self._pending) == 1)
+            self._send(HEADER.pack(op, rq_id, tx_id, len(payload)) +
+                       payload, len(self._pending) == 1)
         except BaseException:  # the write failed: nobody awaits it
             self.abandon(rq_id, future)
             raise
@@ -295,7 +304,7 @@ class AsyncRouter:
             self._out.append(memoryview(data))
             return
         try:
-            written = self.connection._write(data)
+            written = self._raw_write(data)
         except BlockingIOError:
             written = 0
         except OSError as exc:
@@ -315,7 +324,7 @@ class AsyncRouter:
         out = self._out
         try:
             while out:
-                written = self.connection._write(out[0])
+                written = self._raw_write(out[0])
                 if written < len(out[0]):
                     out[0] = out[0][written:]
                     return
