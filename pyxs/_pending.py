@@ -20,7 +20,7 @@ Invariants
    says when the limit is passed, and the driver must then consider the
    connection broken (a daemon that answers nothing must not cost memory
    without bound).
-5. :func:`check_reply` (from :mod:`pyxs._replies`, re-exported here) is
+5. :func:`check_reply` (from ``pyxs._replies``, re-exported here) is
    the one place where a reply's op and transaction are compared with its
    request's, for the table, for clients whose router is a foreign object
    and for the ``pyxs`` command's quick requests.

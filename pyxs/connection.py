@@ -103,7 +103,7 @@ class FileDescriptorConnection:
         return os.write(self.fileno(), data)
 
     def writer(self) -> Callable[[Buffer], int]:
-        """The fastest callable doing :meth:`_write` on this connection,
+        """The fastest callable doing ``_write()`` on this connection,
         for a caller that writes many times (:mod:`pyxs.aio`); it fails
         with OSError once the connection is closed."""
         return self._write
