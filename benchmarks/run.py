@@ -61,6 +61,9 @@ THREAD_COUNTS = (1, 2, 4, 8, 16)
 # Workloads the daemon's own CPU bounds: their rows also give the daemon's
 # CPU per operation and the rate it allows (no client can pass it).
 CEILING_WORKLOADS = ("domain_start",)
+# Workloads measured against bare loops with no library, blocking and
+# asyncio: their ratio is the floor asyncio itself sets.
+BARE_WORKLOADS = ("aio_seq_read",)
 
 
 def upstream_python(cache):
@@ -130,7 +133,7 @@ def main(argv=None):
         full, quick, unit = WORKLOADS[name]
         size = quick if args.quick else full
         rates = {ours[0]: [], theirs[0]: [], "libxenstore": [],
-                 "pyxs-seq": []}
+                 "pyxs-seq": [], "bare-blocking": [], "bare-asyncio": []}
         # The daemon's CPU per operation while serving this pyxs: the
         # ceiling of a workload the daemon bounds, whatever the client.
         daemon_costs = []
@@ -144,6 +147,9 @@ def main(argv=None):
         if name in FLOOR_WORKLOADS:
             contenders.append(("libxenstore", sys.executable, None,
                                "libxenstore"))
+        if name in BARE_WORKLOADS:
+            contenders += [(label, sys.executable, None, label)
+                           for label in ("bare-blocking", "bare-asyncio")]
         for round_number in range(rounds):
             shift = round_number % len(contenders)
             for label, python, path, impl in \
@@ -226,6 +232,11 @@ def other_ratios(name, row):
             parts.append("%.2fx %s%s" % (
                 ours / reference, text,
                 " (>= %.1fx)" % target if target else ""))
+    blocking = row.get("bare-blocking", {}).get("median")
+    awaiting = row.get("bare-asyncio", {}).get("median")
+    if blocking and awaiting:
+        parts.append("a bare asyncio loop: %.2fx a bare blocking one"
+                     % (awaiting / blocking))
     cost = row.get("daemon_cpu_per_op", {}).get("median")
     if ours and cost:
         parts.append("daemon CPU %.2f ms each: at most %s/s, pyxs at %.0f%%"

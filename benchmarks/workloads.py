@@ -344,6 +344,55 @@ def aio_seq_read(client, size, threads):
     return _async_result(asyncio.run(main()), size)
 
 
+def bare_reads(socket_path, size, use_asyncio):
+    """The floor of aio_seq_read: ``size`` READs over a raw socket with no
+    library at all, blocking on recv() or awaiting a future an
+    add_reader() callback completes (the least any asyncio client does).
+    Their ratio is what asyncio itself costs a sequential client."""
+    import asyncio
+    import socket
+    import struct
+    header = struct.Struct("<IIII")
+    path = PREFIX + b"/r\x00"
+    write = header.pack(11, 1, 0, len(path) + 5) + path + b"value"
+    read = header.pack(2, 2, 0, len(path)) + path
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(socket_path)
+    sock.sendall(write)
+    sock.recv(4096)
+
+    def blocking():
+        for _ in range(size):
+            sock.send(read)
+            sock.recv(4096)  # one small reply: it comes whole
+        return size
+
+    async def awaiting():
+        loop = asyncio.get_running_loop()
+        sock.setblocking(False)
+        waiting = []
+
+        def readable():
+            data = sock.recv(4096)
+            if waiting and not waiting[0].done():
+                waiting[0].set_result(data)
+        loop.add_reader(sock.fileno(), readable)
+        start = time.perf_counter(), time.process_time()
+        for _ in range(size):
+            waiting[:] = [loop.create_future()]
+            sock.send(read)
+            await waiting[0]
+        loop.remove_reader(sock.fileno())
+        return start
+
+    try:
+        if use_asyncio:
+            return _async_result(asyncio.run(awaiting()), size)
+        return timed(blocking)
+    finally:
+        sock.close()
+
+
 def aio_concurrent_read(client, size, threads):
     """``threads`` coroutines reading through one pyxs.aio client
     (pyxs-seq: ``threads`` threads sharing one threaded client)."""
@@ -384,6 +433,10 @@ WORKLOADS = {f.__name__: f for f in (seq_read, seq_write, threaded_read,
 def main(argv):
     impl, socket_path, name, size = argv[1], argv[2], argv[3], int(argv[4])
     threads = int(argv[5]) if len(argv) > 5 else 8
+    if impl in ("bare-blocking", "bare-asyncio"):
+        print(json.dumps(bare_reads(socket_path, size,
+                                    impl == "bare-asyncio")))
+        return
     if impl == "libxenstore":
         client = LibXenstore(socket_path)
         if name == "seq_read":
