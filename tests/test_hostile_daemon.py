@@ -180,6 +180,16 @@ CALLS = ["read", "write", "list", "exists", "get_perms", "get_domain_path",
          "is_domain_introduced", "transaction", "mkdir", "monitor", "walk"]
 
 
+def call_arguments(name: str, index: int, path: bytes
+                   ) -> Tuple[Tuple[Any, ...], int]:
+    """A plain call's arguments, and how many requests it makes."""
+    if name in ("get_domain_path", "is_domain_introduced"):
+        return (index,), 1
+    if name == "write":
+        return (path, b"w"), 1
+    return (path,), 6 if name == "walk" else 1  # a walk: 3 nodes, 2 each
+
+
 def run_call(name: str, index: int, router: Router,
              results: Dict[int, Any]) -> None:
     start = time.monotonic()
@@ -204,13 +214,7 @@ def run_call(name: str, index: int, router: Router,
             client.write(path, b"t")
             outcome = ("value", client.commit())
         else:
-            args: Tuple[Any, ...] = (path,)
-            if name in ("get_domain_path", "is_domain_introduced"):
-                args = (index,)
-            elif name == "write":
-                args = (path, b"w")
-            elif name == "walk":
-                requests = 6  # three nodes, two requests each
+            args, requests = call_arguments(name, index, path)
             value = getattr(client, name)(*args)
             if name == "walk":
                 value = list(value)
@@ -236,11 +240,19 @@ class RouterLog(logging.Handler):
         self.records.append(record)
 
 
-@settings(max_examples=int(os.environ.get("PYXS_FUZZ_EXAMPLES", 30)),
-          deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
-@given(script=st.lists(actions, min_size=1, max_size=6),
-       calls=st.lists(st.sampled_from(CALLS), min_size=1, max_size=5))
+def fuzzed(test: Any) -> Any:
+    """The settings and strategies of both fuzzers (this one and
+    test_hostile_daemon_aio's): ``test(script, calls)``."""
+    return settings(
+        max_examples=int(os.environ.get("PYXS_FUZZ_EXAMPLES", 30)),
+        deadline=None, derandomize=True, database=None,
+        suppress_health_check=[HealthCheck.too_slow])(given(
+            script=st.lists(actions, min_size=1, max_size=6),
+            calls=st.lists(st.sampled_from(CALLS), min_size=1,
+                           max_size=5))(test))
+
+
+@fuzzed
 def test_hostile_daemon(script, calls):
     hostile = Hostile(script)
     log = RouterLog()

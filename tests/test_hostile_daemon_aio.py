@@ -14,20 +14,17 @@ Deterministic for CI: derandomized, no example database, 30 examples;
 import asyncio
 import gc
 import logging
-import os
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List
 
 from fakedaemon import FakeDaemon
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from test_hostile_daemon import (
-    CALLS,
     TIMEOUT,
     Hostile,
-    actions,
+    call_arguments,
     check_results,
     check_shape,
+    fuzzed,
 )
 
 import pyxs.aio
@@ -58,13 +55,8 @@ async def run_call(client: "pyxs.aio.Client", name: str, index: int,
                 await tx.write(path, b"t")
             outcome = ("value", None)
         else:
-            args: Tuple[Any, ...] = (path,)
-            if name in ("get_domain_path", "is_domain_introduced"):
-                args = (index,)
-            elif name == "write":
-                args = (path, b"w")
+            args, requests = call_arguments(name, index, path)
             if name == "walk":
-                requests = 6  # three nodes, two requests each
                 value: Any = [node async for node in client.walk(path)]
             else:
                 value = await getattr(client, name)(*args)
@@ -92,11 +84,7 @@ class AsyncioLog(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-@settings(max_examples=int(os.environ.get("PYXS_FUZZ_EXAMPLES", 30)),
-          deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
-@given(script=st.lists(actions, min_size=1, max_size=6),
-       calls=st.lists(st.sampled_from(CALLS), min_size=1, max_size=5))
+@fuzzed
 def test_hostile_daemon_against_pyxs_aio(script, calls):
     hostile = Hostile(script)
     results: Dict[int, Any] = {}
