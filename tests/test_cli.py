@@ -615,7 +615,8 @@ def test_sandbox_programs_import_this_pyxs(capfd, monkeypatch, tmp_path):
     status = main(["sandbox", "--", sys.executable, str(script)])
     out, err = capfd.readouterr()
     assert (status, err) == (0, "")
-    assert out.strip() == os.path.join(REPO, "pyxs", "__init__.py")
+    import pyxs as this
+    assert out.strip() == os.path.abspath(this.__file__)
 
 
 # -- the parser ---------------------------------------------------------------

@@ -72,17 +72,21 @@ def find_source() -> str:
             raise ProvisionError("PYXS_XEN_SOURCE names %s, which does not "
                                  "exist" % named)
         return os.path.abspath(named)
-    # A checkout's root is the parent of the pyxs package; the shared
-    # folder sits beside it (CI) or beside the folder holding it.
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(
+    # A checkout's root is the parent of the pyxs package, or the working
+    # directory when pyxs is installed (tox runs the tests from the
+    # checkout); the shared folder sits beside it (CI) or beside the
+    # folder holding it.
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
-    tried = []
-    for base in (os.path.dirname(repo), os.path.dirname(os.path.dirname(
-            repo))):
-        candidate = os.path.join(base, _TARBALL)
-        if os.path.isfile(candidate):
-            return candidate
-        tried.append(candidate)
+    tried: List[str] = []
+    for root in (package_root, os.getcwd()):
+        for base in (os.path.dirname(root),
+                     os.path.dirname(os.path.dirname(root))):
+            candidate = os.path.join(base, _TARBALL)
+            if os.path.isfile(candidate):
+                return candidate
+            if candidate not in tried:
+                tried.append(candidate)
     raise ProvisionError(
         "Xen %s is built from source, and none was found: set "
         "PYXS_XEN_SOURCE to a Xen source tree or tarball (looked for %s)"
