@@ -167,8 +167,10 @@ _EXIT_PLUGIN = '''\
 import os
 import sys
 
+import pytest
 
-@__import__("pytest").hookimpl(trylast=True)
+
+@pytest.hookimpl(trylast=True)  # a plain name: Python 3.8's decorators
 def pytest_unconfigure(config):
     sys.stdout.flush()
     sys.stderr.flush()
