@@ -95,7 +95,7 @@ def force_bytes(value: "Any", what: str = "value", encoding: str = "utf-8",
     """Converts ``str`` to bytes; refuses every other non-bytes type.
 
     A ``str`` that ``encoding`` cannot represent (a lone surrogate such as
-    ``"\udcff"``) raises :class:`InvalidPayload` naming ``what`` and
+    ``"\\udcff"``) raises :class:`InvalidPayload` naming ``what`` and
     ``call``; other types raise :class:`TypeError`.
     """
     return _encode(value, what, call, InvalidPayload, encoding)

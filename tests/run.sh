@@ -83,5 +83,25 @@ with XenStoreDaemon("xenstored").start() as daemon, daemon.client() as c:
 print("wheel: pyxs.testing ran C xenstored")')
 (cd "$dist"/src/pyxs-* && PYXS_TEST_DAEMONS=embedded \
     "$dist/venv/bin/python" -m pytest -q -n 2 -p no:cacheprovider tests)
+echo "== the oldest and newest Python: the sdist's tests on each found"
+# pyxs supports Python 3.8 and later. Where the machine has the oldest and
+# the newest (pyenv's here), each runs the unpacked sdist's tests as above,
+# with the wheel installed in a venv of its own.
+others=0
+for version in 3.8 3.13; do
+    interpreter=$(command -v "python$version" 2>/dev/null || true)
+    if [ -z "$interpreter" ] || ! "$interpreter" -c pass 2>/dev/null; then
+        echo "python$version: not on this machine, not tested"
+        continue
+    fi
+    "$interpreter" -m venv "$dist/venv$version"
+    "$dist/venv$version/bin/python" -m pip install -q \
+        --disable-pip-version-check "$(ls "$dist"/pyxs-*.whl)[test]"
+    (cd "$dist"/src/pyxs-* && PYXS_TEST_DAEMONS=embedded \
+        "$dist/venv$version/bin/python" -m pytest -q -n 2 \
+        -p no:cacheprovider tests)
+    others=$((others + 1))
+done
+echo "tested on $others more Python version(s)"
 echo "== benchmarks (quick: proves the script works, judges no number)"
 .venv/bin/python benchmarks/run.py --quick --out "${TMPDIR:-/tmp}/pyxs-bench"
