@@ -91,9 +91,14 @@ others=0
 for version in 3.8 3.13; do
     interpreter=$(command -v "python$version" 2>/dev/null || true)
     if [ -z "$interpreter" ] || ! "$interpreter" -c pass 2>/dev/null; then
+        # pyenv's shims refuse versions not selected: take the install.
+        interpreter=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}/versions/$version".*/bin/"python$version" 2>/dev/null | tail -n 1)
+    fi
+    if [ -z "$interpreter" ] || ! "$interpreter" -c pass 2>/dev/null; then
         echo "python$version: not on this machine, not tested"
         continue
     fi
+    echo "python$version: $interpreter"
     "$interpreter" -m venv "$dist/venv$version"
     "$dist/venv$version/bin/python" -m pip install -q \
         --disable-pip-version-check "$(ls "$dist"/pyxs-*.whl)[test]"
