@@ -160,6 +160,9 @@ def test_abandoned_requests_keep_bounded_memory():
         assert growth < 256 * 1024, "%d bytes kept" % growth
 
 
+# Forking a process with the router's thread running is the case under
+# test; Python 3.12+ warns about any such fork.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded")
 def test_after_fork_the_childs_monitors_fail_at_once():
     # The child's calls fail at once (the connection is the parent's);
     # its monitors used to wait forever.
