@@ -117,17 +117,13 @@ class Future:
     def _settle(self, reply: Any) -> None:
         """Completes the future from a reply packet or a failure."""
         self._done = True
-        failure = _failure(self.request, reply)
-        if failure is None:
-            try:
-                self._value = self.request.result(reply.payload)
-            except PyXSError as exc:
-                failure = exc
-        if failure is not None:
-            if self.default is not None and failure.args[0] == errno.ENOENT:
-                self._value = self.default
-            else:
-                self._error = failure
+        value = outcome(self.request, reply)
+        if not isinstance(value, PyXSError):
+            self._value = value
+        elif self.default is not None and value.args[0] == errno.ENOENT:
+            self._value = self.default
+        else:
+            self._error = value
 
 
 def _limit(client: "Client") -> int:
