@@ -162,8 +162,7 @@ class FileDescriptorConnection:
                             "in time" % (self.path, len(data) - len(view),
                                          len(data)))
         except OSError as exc:
-            raise ConnectionError("writing to %s failed: %s"
-                                  % (self.path, exc.strerror)) from exc
+            raise write_failure(self.path, exc) from exc
         finally:
             self.unsent = len(view)
 
@@ -235,6 +234,11 @@ class FileDescriptorConnection:
 
     def __repr__(self) -> str:
         return "%s(%r)" % (type(self).__name__, self.path)
+
+
+def write_failure(path: str, exc: OSError) -> ConnectionError:
+    """The error for a write to the connection at ``path`` that failed."""
+    return ConnectionError("writing to %s failed: %s" % (path, exc.strerror))
 
 
 def connect_failure(path: str, exc: OSError) -> ConnectionError:
@@ -371,8 +375,7 @@ class UnixSocketConnection(FileDescriptorConnection):
             try:
                 written = sock.send(data)
             except OSError as exc:
-                raise ConnectionError("writing to %s failed: %s"
-                                      % (self.path, exc.strerror)) from exc
+                raise write_failure(self.path, exc) from exc
             if written == len(data):
                 self.unsent = 0
                 return

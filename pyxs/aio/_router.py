@@ -44,6 +44,7 @@ from ..connection import (
     UnixSocketConnection,
     XenBusConnection,
     connect_failure,
+    write_failure,
 )
 from ..exceptions import (
     ConnectionError,
@@ -308,8 +309,7 @@ class AsyncRouter:
         except BlockingIOError:
             written = 0
         except OSError as exc:
-            self._fail(ConnectionError("writing to %s failed: %s" % (
-                self.connection.path, exc.strerror)))
+            self._fail(write_failure(self.connection.path, exc))
             raise self._unusable() from None
         if written < len(data):
             self._out.append(memoryview(data)[written:])
@@ -332,8 +332,7 @@ class AsyncRouter:
         except BlockingIOError:
             return
         except OSError as exc:
-            self._fail(ConnectionError("writing to %s failed: %s" % (
-                self.connection.path, exc.strerror)))
+            self._fail(write_failure(self.connection.path, exc))
             return
         self._writing = False
         assert self._loop is not None
