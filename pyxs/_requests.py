@@ -63,7 +63,7 @@ __all__ = ["Request", "read", "write", "mkdir", "delete", "directory",
            "transaction_start", "transaction_end", "control",
            "reset_watches", "watch", "unwatch", "raw", "get_features",
            "set_features", "quota_names", "get_quota", "set_quota",
-           "failure", "step", "PART_RETRIES"]
+           "failure", "step", "unblocked", "PART_RETRIES"]
 
 Path = Union[bytes, str]
 Parser = Callable[[bytes, int, Any], Any]
@@ -367,6 +367,17 @@ def get_features(domid: Optional[int] = None) -> Request:
         return Request(Op.GET_FEATURE, b"", None, _decimal_reply, True)
     return Request(Op.GET_FEATURE, feature_payload(domid), None,
                    _decimal_reply)
+
+
+def unblocked(op: int, tx_id: int) -> List[Tuple[int, int, bytes]]:
+    """The ``(op, tx_id, payload)`` requests that send a bare request (its
+    empty payload, as libxenstore sends it: C xenstored reads one empty
+    field as domid 0) so that every daemon answers it: oxenstored 4.17
+    answers an empty payload only once more bytes follow, so a
+    GET_DOMAIN_PATH of domain 0 goes in the same write. Only the first
+    reply is wanted; the second request is to be abandoned."""
+    return [(op, tx_id, b""),
+            (Op.GET_DOMAIN_PATH, tx_id, b"0\x00")]
 
 
 def set_features(domid: int, features: int) -> Request:

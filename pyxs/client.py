@@ -473,25 +473,20 @@ class Client:
     # -- features and quotas (Xen 4.21 and later) ---------------------------
 
     def _bare(self, request: requests.Request) -> bytes:
-        """Sends a request with an empty payload, as libxenstore does (C
-        xenstored reads one empty field as domid 0). oxenstored 4.17 answers
-        such a request only once more bytes follow, so a GET_DOMAIN_PATH
-        goes in the same write; its reply is not waited for."""
+        """Sends a request with an empty payload so that every daemon
+        answers it (see :func:`pyxs._requests.unblocked`); the second
+        request's reply is not waited for."""
         router = self.router
         op = request.op
         if type(router) is not Router:  # a test double: no unblocking
             return self._send(op, b"")
-        first, _ = router.submit_many([
-            (op, self.tx_id, b""), (Op.GET_DOMAIN_PATH, self.tx_id, b"0\0")])
+        first, _ = router.submit_many(requests.unblocked(op, self.tx_id))
         try:
-            reply = first.get(self.timeout)
+            reply = first.get(self.timeout)  # op and tx_id: checked
         except BaseException:
             if not first.done():
                 router.abandon(first)
             raise
-        refused = replies.check_reply(op, self.tx_id, reply)
-        if refused is not None:
-            raise refused
         if reply.op != op:
             raise requests.failure(request, reply.op, reply.payload)
         return bytes(reply.payload)

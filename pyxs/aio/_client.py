@@ -40,7 +40,7 @@ from .._batch import (
     read_values,
 )
 from .._features import Feature, remember_features
-from .._internal import Op, op_name
+from .._internal import op_name
 from ..connection import connection_for
 from ..exceptions import PyXSError, TimeoutError
 from ..helpers import error, force_bytes, validate_path, validate_timeout
@@ -121,10 +121,9 @@ class Client:
         """:meth:`_send` without a Request object (the read path)."""
         router = self.router
         try:
-            if bare:  # see pyxs.Client._bare
-                (rq_id, future), unwanted = router.submit_many([
-                    (op, self.tx_id, b""),
-                    (Op.GET_DOMAIN_PATH, self.tx_id, b"0\0")])
+            if bare:  # see pyxs._requests.unblocked
+                (rq_id, future), unwanted = router.submit_many(
+                    R.unblocked(op, self.tx_id))
                 router.abandon(*unwanted)
                 reply = await router.wait(rq_id, future, self.timeout)
             else:
