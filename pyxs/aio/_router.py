@@ -206,16 +206,10 @@ class AsyncRouter:
                    timeout: Optional[float] = None) -> Packet:
         """Sends one request and waits for its reply (the pending table
         has checked its op and transaction)."""
-        if len(payload) > self.payload_max or self._failure is not None \
-                or not self._started:
-            self._check(op, payload)  # raises the refusal
-        loop = self._loop
-        assert loop is not None
-        future: "asyncio.Future[Packet]" = loop.create_future()
-        rq_id = self._pending.add(future, op, tx_id)  # as _register()
+        self._check(op, payload)
+        rq_id, future, chunk = self._register(op, tx_id, payload)
         try:
-            self._send(HEADER.pack(op, rq_id, tx_id, len(payload)) +
-                       payload, len(self._pending) == 1)
+            self._send(chunk, len(self._pending) == 1)
         except BaseException:  # the write failed: nobody awaits it
             self.abandon(rq_id, future)
             raise
