@@ -190,10 +190,7 @@ class Monitor:
         if self._depths and too_deep(event[0], event[1], self.unwatch_queue,
                                      self._depths):
             return  # below the depth of a watch the daemon cannot limit
-        with self._lock:  # as _put(), inlined: once per event
-            self.events.put(event)
-            if self._signal is not None:
-                self._signal.wake()
+        self._put(event)
 
     def connection_lost(self, error: PyXSError) -> None:
         """Queues the end of the connection; called by the router."""
