@@ -20,14 +20,13 @@ from .exceptions import (
     InvalidPayload,
     UnexpectedPacket,
     UnsupportedOperation,
-    lacking,
 )
 
 __all__ = ["Feature", "DOMID_ANY", "known_features", "remember_features",
            "feature_payload", "quota_payload", "lacks_watchdepth",
            "check_features",
            "check_quota_name", "check_quota_value", "parse_decimal",
-           "parse_names", "lacking"]
+           "parse_names"]
 
 #: The domid a permission entry names to mean "every domain" (Xen 4.22,
 #: needs :attr:`Feature.DOMID_ANY`).
